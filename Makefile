@@ -1,0 +1,44 @@
+# Thin wrapper around CMake. `make run` and `make test` work on a fresh Debian machine.
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+JOBS ?= $(shell nproc)
+CONFIG ?= etc/netsvr.toml
+PYTHON ?= /usr/bin/python3
+
+.PHONY: deps build run test unit unit-asan integration bench clean format
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	$(BUILD)/netsvr start -c $(CONFIG)
+
+# Unit tests under ASan+UBSan (pure code), then the integration tests against the real binary.
+unit-asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -DNETSVR_SANITIZE=ON -DNETSVR_UNIT_ONLY=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS) --target netsvr_unit_tests
+	@cd $(ASAN_BUILD) && ctest --output-on-failure
+
+unit: build
+	@cd $(BUILD) && ctest --output-on-failure
+
+integration: build
+	@NETSVR_BIN=$(abspath $(BUILD))/netsvr NETSVR_PROTO_PY=$(abspath $(BUILD))/proto_py \
+	  $(PYTHON) -m pytest -q tests/integration
+
+test: unit-asan build
+	@NETSVR_BIN=$(abspath $(BUILD))/netsvr NETSVR_PROTO_PY=$(abspath $(BUILD))/proto_py \
+	  $(PYTHON) -m pytest -q tests/integration
+
+bench: build
+	@bash scripts/bench.sh
+
+format:
+	@clang-format -i $$(git ls-files '*.cpp' '*.hpp')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

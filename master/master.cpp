@@ -1,0 +1,351 @@
+#include "master/master.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <climits>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <vector>
+
+#include "common/config.hpp"
+#include "common/log.hpp"
+#include "master/listeners.hpp"
+#include "master/pid_file.hpp"
+#include "shm/conn_table.hpp"
+#include "shm/control.hpp"
+#include "shm/names.hpp"
+
+namespace netsvr {
+namespace {
+
+constexpr uint64_t kSuperviseTickMs = 50;  // readiness and deadline checks
+
+void removeStaleSegments(const std::string& key) {
+  std::string prefix = shm::namePrefix(key);
+  DIR* dir = opendir("/dev/shm");
+  if (!dir) return;
+  while (dirent* entry = readdir(dir)) {
+    if (strncmp(entry->d_name, prefix.c_str(), prefix.size()) == 0) {
+      LOG_INFO("removing stale shared memory /dev/shm/%s", entry->d_name);
+      shm_unlink(("/" + std::string(entry->d_name)).c_str());
+    }
+  }
+  closedir(dir);
+}
+
+std::string executablePath() {
+  char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) throw std::runtime_error("cannot read /proc/self/exe");
+  buf[n] = '\0';
+  return buf;
+}
+
+class Master {
+ public:
+  Master(Config config, int readyFd)
+      : config_(std::move(config)),
+        key_(shm::instanceKeyFor(config_.pidFile)),
+        listeners_(config_),
+        readyFd_(readyFd) {}
+
+  int run();
+
+ private:
+  struct Child {
+    pid_t pid;
+    int slot;
+    uint32_t generation;
+    int serial;
+  };
+
+  static void onSignal(uv_signal_t* handle, int signum);
+  static void onTick(uv_timer_t* handle);
+  void start();
+  void spawn(int slot);
+  int allocateSerial();
+  void reap();
+  void releaseSerial(int serial);
+  void beginStop();
+  void tick();
+  bool allRunning() const;
+
+  Config config_;
+  std::string key_;
+  std::string exe_;
+  Listeners listeners_;
+  std::unique_ptr<PidFile> pidFile_;
+  std::unique_ptr<shm::ControlSegment> control_;
+  uv_loop_t loop_{};
+  uv_signal_t signals_[6]{};
+  uv_timer_t tick_{};
+  std::vector<Child> children_;
+  uint32_t generation_ = 1;
+  int nextSerial_ = 0;
+  bool stopping_ = false;
+  uint64_t stopDeadlineMs_ = 0;  // 0 = none
+  int exitCode_ = 0;
+  int readyFd_;
+};
+
+int Master::run() {
+  exe_ = executablePath();
+  pidFile_ = std::make_unique<PidFile>(config_.pidFile);  // throws if another master holds it
+  removeStaleSegments(key_);
+  listeners_.checkPortsFree();
+  listeners_.ensureSlots(config_.resolvedWorkers());
+  control_ = shm::ControlSegment::create(shm::controlName(key_));
+  (*control_)->masterPid = getpid();
+  (*control_)->generation = generation_;
+  (*control_)->limitOnOpen = config_.limitOnOpen;
+  (*control_)->limitOnMessage = config_.limitOnMessage;
+
+  uv_loop_init(&loop_);
+  const int signums[6] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD, SIGUSR1};
+  for (int i = 0; i < 6; ++i) {
+    uv_signal_init(&loop_, &signals_[i]);
+    signals_[i].data = this;
+    uv_signal_start(&signals_[i], onSignal, signums[i]);
+  }
+  uv_timer_init(&loop_, &tick_);
+  tick_.data = this;
+  uv_timer_start(&tick_, onTick, kSuperviseTickMs, kSuperviseTickMs);
+
+  LOG_INFO("netsvr master starting %d workers, instance %s, config %s", config_.resolvedWorkers(),
+           key_.c_str(), config_.path.c_str());
+  for (int slot = 0; slot < config_.resolvedWorkers(); ++slot) spawn(slot);
+
+  uv_run(&loop_, UV_RUN_DEFAULT);
+
+  for (auto& s : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&s), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  uv_loop_close(&loop_);
+
+  for (int serial = 0; serial < kMaxWorkerSerials; ++serial)
+    shm::ConnTable::remove(shm::workerSegmentName(key_, serial));
+  control_.reset();
+  shm::ControlSegment::remove(shm::controlName(key_));
+  pidFile_.reset();
+  LOG_INFO("netsvr master stopped (exit %d)", exitCode_);
+  return exitCode_;
+}
+
+int Master::allocateSerial() {
+  // Rotate through serials so a freed one is not reused at once: a uniqId handed out by a dead
+  // worker then keeps pointing at nobody for as long as possible.
+  for (int i = 0; i < kMaxWorkerSerials; ++i) {
+    int serial = (nextSerial_ + i) % kMaxWorkerSerials;
+    auto& info = (*control_)->workers[serial];
+    if (info.state.load() == uint32_t(shm::WorkerState::Free)) {
+      nextSerial_ = serial + 1;
+      return serial;
+    }
+  }
+  return -1;
+}
+
+void Master::spawn(int slot) {
+  int serial = allocateSerial();
+  if (serial < 0) {
+    LOG_ERROR("no free worker serial for slot %d", slot);
+    return;
+  }
+  try {
+    shm::ConnTable::create(shm::workerSegmentName(key_, serial), config_.resolvedSegmentSize());
+  } catch (const std::exception& e) {
+    LOG_ERROR("cannot create the routing table of worker serial %d: %s", serial, e.what());
+    return;
+  }
+  auto& info = (*control_)->workers[serial];
+  info.incarnation.fetch_add(1);
+  info.slot = uint32_t(slot);
+  info.generation = generation_;
+  info.clients = 0;
+  info.bizLinks = 0;
+  info.taskLinks = 0;
+  for (auto& m : info.meters) m.count = 0, m.rate1 = 0, m.rate5 = 0, m.rate15 = 0;
+  info.startedAt = time(nullptr);
+  info.state = uint32_t(shm::WorkerState::Starting);
+
+  const SlotSockets& sockets = listeners_.slot(slot);
+  std::string slotArg = std::to_string(slot), genArg = std::to_string(generation_),
+              serialArg = std::to_string(serial);
+  pid_t pid = fork();
+  if (pid < 0) {
+    LOG_ERROR("fork: %s", strerror(errno));
+    info.state = uint32_t(shm::WorkerState::Free);
+    return;
+  }
+  if (pid == 0) {
+    // Child: listeners at fds 3, 4, 5 (dup2 clears close-on-exec), signals unblocked.
+    int fds[3] = {sockets.client, sockets.worker, sockets.task};
+    int tmp[3];
+    for (int i = 0; i < 3; ++i) tmp[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 16);
+    for (int i = 0; i < 3; ++i) dup2(tmp[i], 3 + i);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (readyFd_ >= 0) close(readyFd_);
+    execl(exe_.c_str(), exe_.c_str(), "worker", "-c", config_.path.c_str(), "--slot",
+          slotArg.c_str(), "--generation", genArg.c_str(), "--serial", serialArg.c_str(),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  info.pid = pid;
+  children_.push_back(Child{pid, slot, generation_, serial});
+  LOG_INFO("started worker slot %d generation %u serial %d pid %d", slot, generation_, serial, pid);
+}
+
+void Master::releaseSerial(int serial) {
+  auto& registry = (*control_)->registry;
+  {
+    shm::RobustLock lock(registry.mutex);
+    for (auto& e : registry.entries)
+      if (e.used && e.ownerSerial == uint32_t(serial)) e.used = 0;
+    registry.version.fetch_add(1);
+  }
+  shm::ConnTable::remove(shm::workerSegmentName(key_, serial));
+  auto& info = (*control_)->workers[serial];
+  info.pid = 0;
+  info.clients = 0;
+  info.state = uint32_t(shm::WorkerState::Free);
+}
+
+void Master::reap() {
+  int status = 0;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    for (size_t i = 0; i < children_.size(); ++i) {
+      if (children_[i].pid != pid) continue;
+      Child child = children_[i];
+      children_.erase(children_.begin() + long(i));
+      bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      if (stopping_ && clean) {
+        LOG_INFO("worker slot %d pid %d exited", child.slot, pid);
+      } else if (WIFSIGNALED(status)) {
+        LOG_ERROR("worker slot %d pid %d killed by signal %d", child.slot, pid, WTERMSIG(status));
+      } else {
+        LOG_ERROR("worker slot %d pid %d exited with status %d", child.slot, pid,
+                  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+      }
+      releaseSerial(child.serial);
+      if (!stopping_ && child.generation == generation_) spawn(child.slot);
+      break;
+    }
+  }
+  if (stopping_ && children_.empty()) uv_stop(&loop_);
+}
+
+void Master::beginStop() {
+  if (stopping_) return;
+  stopping_ = true;
+  LOG_INFO("stopping: %zu workers", children_.size());
+  if (config_.shutdownWaitTime.count() > 0)
+    stopDeadlineMs_ = uv_now(&loop_) + uint64_t(config_.shutdownWaitTime.count());
+  for (const auto& c : children_) kill(c.pid, SIGTERM);
+  if (children_.empty()) uv_stop(&loop_);
+}
+
+bool Master::allRunning() const {
+  if (children_.empty()) return false;
+  for (const auto& c : children_)
+    if ((*control_)->workers[c.serial].state.load() != uint32_t(shm::WorkerState::Running))
+      return false;
+  return true;
+}
+
+void Master::tick() {
+  if (readyFd_ >= 0 && allRunning()) {
+    char ok = 1;
+    ssize_t ignored = write(readyFd_, &ok, 1);
+    (void)ignored;
+    close(readyFd_);
+    readyFd_ = -1;
+  }
+  if (stopping_ && stopDeadlineMs_ && uv_now(&loop_) >= stopDeadlineMs_) {
+    LOG_ERROR("ShutdownWaitTime passed with %zu workers left: killing them", children_.size());
+    for (const auto& c : children_) kill(c.pid, SIGKILL);
+    stopDeadlineMs_ = 0;
+    exitCode_ = 1;
+  }
+}
+
+void Master::onTick(uv_timer_t* handle) { static_cast<Master*>(handle->data)->tick(); }
+
+void Master::onSignal(uv_signal_t* handle, int signum) {
+  auto* self = static_cast<Master*>(handle->data);
+  switch (signum) {
+    case SIGCHLD: self->reap(); break;
+    case SIGUSR1:
+      log::reopen();
+      for (const auto& c : self->children_) kill(c.pid, SIGUSR1);
+      break;
+    case SIGHUP: LOG_WARN("reload is not implemented yet; ignoring SIGHUP"); break;
+    default: self->beginStop(); break;
+  }
+}
+
+}  // namespace
+
+int runMaster(const StartOptions& options) {
+  Config config;
+  try {
+    config = loadConfig(options.configPath);
+    normaliseAddresses(config);
+  } catch (const ConfigError& e) {
+    fprintf(stderr, "netsvr: %s\n", e.what());
+    return 1;
+  }
+  log::Level level;
+  log::parseLevel(config.logLevel, level);
+  log::setLevel(level);
+  log::setProcessTag("master");
+  if (!config.logFile.empty() && !log::openFile(config.logFile)) {
+    fprintf(stderr, "netsvr: LogFile = \"%s\": %s\n", config.logFile.c_str(), strerror(errno));
+    return 1;
+  }
+  for (const auto& key : config.ignoredKeys) LOG_INFO("config key %s is not used; ignored", key.c_str());
+  if (config.customer.maxOnlineNum == 0)
+    LOG_WARN("Customer.MaxOnlineNum = 0: the number of online clients is not limited");
+
+  int readyFd = -1;
+  if (options.daemon) {
+    int pipeFds[2];
+    if (pipe2(pipeFds, O_CLOEXEC) != 0) return 1;
+    pid_t pid = fork();
+    if (pid < 0) return 1;
+    if (pid > 0) {  // the caller's process: wait until the gateway accepts, or fails
+      close(pipeFds[1]);
+      char ok = 0;
+      ssize_t n = read(pipeFds[0], &ok, 1);
+      return n == 1 && ok == 1 ? 0 : 1;
+    }
+    close(pipeFds[0]);
+    readyFd = pipeFds[1];
+    setsid();
+    int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, STDIN_FILENO);
+    dup2(devnull, STDOUT_FILENO);
+    if (!config.logFile.empty()) dup2(devnull, STDERR_FILENO);
+    close(devnull);
+    log::setProcessTag("master");
+  }
+  signal(SIGPIPE, SIG_IGN);
+  try {
+    Master master(std::move(config), readyFd);
+    return master.run();
+  } catch (const std::exception& e) {
+    LOG_ERROR("%s", e.what());
+    fprintf(stderr, "netsvr: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace netsvr

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that the build and the tests need. Idempotent: quiet and fast
+# when everything is already present.
+set -euo pipefail
+PKGS=(cmake make pkg-config g++ libuv1-dev libwebsockets-dev libwebsockets-evlib-uv
+  libprotobuf-dev protobuf-compiler libboost-dev libcli11-dev doctest-dev libtomlplusplus-dev
+  libcurl4-openssl-dev libssl-dev zlib1g-dev
+  python3 python3-websockets python3-protobuf python3-pytest python3-aiohttp)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,150 @@
+// The routing table of one worker (DESIGN.md §3): uniqId → {customerId, session, topics},
+// customerId → uniqIds and topic → uniqIds, in a Boost.Interprocess segment of its own.
+//
+// Single writer: only the owner worker changes it, and only under the segment's robust mutex.
+// The owner reads without the lock; other processes read under it (read()). Every change that
+// touches an index goes through one function here, so the two directions never disagree.
+// A full segment is an error value (false) with a counter, never a crash.
+#pragma once
+
+#include <boost/interprocess/allocators/allocator.hpp>
+#include <boost/interprocess/containers/string.hpp>
+#include <boost/interprocess/containers/vector.hpp>
+#include <boost/interprocess/managed_shared_memory.hpp>
+#include <boost/unordered_map.hpp>
+#include <boost/unordered_set.hpp>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shm/robust_mutex.hpp"
+
+namespace netsvr::shm {
+
+namespace bip = boost::interprocess;
+using Segment = bip::managed_shared_memory;
+using SegmentManager = Segment::segment_manager;
+template <class T>
+using Alloc = bip::allocator<T, SegmentManager>;
+using ShmString = bip::basic_string<char, std::char_traits<char>, Alloc<char>>;
+
+// FNV-1a: deterministic across processes and binary versions, unlike std::hash.
+struct StableHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const {
+    uint64_t h = 1469598103934665603ULL;
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+    return size_t(h);
+  }
+  size_t operator()(const ShmString& s) const { return (*this)(std::string_view(s.data(), s.size())); }
+};
+struct StringEqual {
+  using is_transparent = void;
+  static std::string_view view(const ShmString& s) { return {s.data(), s.size()}; }
+  static std::string_view view(std::string_view s) { return s; }
+  template <class A, class B>
+  bool operator()(const A& a, const B& b) const { return view(a) == view(b); }
+};
+struct KeyHash {
+  size_t operator()(uint64_t k) const { return size_t(k * 0x9E3779B97F4A7C15ULL); }
+};
+
+using KeySet = boost::unordered_set<uint64_t, KeyHash, std::equal_to<uint64_t>, Alloc<uint64_t>>;
+using TopicVector = bip::vector<ShmString, Alloc<ShmString>>;
+
+struct ConnRecord {
+  explicit ConnRecord(const Alloc<char>& a) : customerId(a), session(a), topics(a) {}
+  ShmString customerId;
+  ShmString session;
+  TopicVector topics;     // a set: no duplicates, no ""
+  uint64_t localRef = 0;  // owner's private handle of the connection; meaningless elsewhere
+};
+
+using ConnMap = boost::unordered_map<uint64_t, ConnRecord, KeyHash, std::equal_to<uint64_t>,
+                                     Alloc<std::pair<const uint64_t, ConnRecord>>>;
+using IndexMap = boost::unordered_map<ShmString, KeySet, StableHash, StringEqual,
+                                      Alloc<std::pair<const ShmString, KeySet>>>;
+
+inline constexpr uint32_t kTableLayoutVersion = 1;
+
+struct TableData {
+  explicit TableData(SegmentManager* sm)
+      : conns(0, KeyHash(), {}, Alloc<char>(sm)),
+        byCustomer(0, StableHash(), StringEqual(), Alloc<char>(sm)),
+        byTopic(0, StableHash(), StringEqual(), Alloc<char>(sm)) {
+    mutex.init();
+  }
+  uint32_t layoutVersion = kTableLayoutVersion;
+  RobustMutex mutex;
+  ConnMap conns;
+  IndexMap byCustomer;
+  IndexMap byTopic;
+  std::atomic<uint64_t> fullErrors{0};  // writes refused because the segment was full
+};
+
+// What a connection looked like when it left the table (for ConnClose).
+struct ConnSnapshot {
+  std::string customerId;
+  std::string session;
+  std::vector<std::string> topics;
+};
+
+inline std::string_view view(const ShmString& s) { return {s.data(), s.size()}; }
+
+class ConnTable {
+ public:
+  // Master: creates the segment (replacing a stale one) with the table in it. Throws.
+  static std::unique_ptr<ConnTable> create(const std::string& name, uint64_t sizeBytes);
+  // Worker or reader: opens it. nullptr and `error` when absent or of another layout.
+  static std::unique_ptr<ConnTable> open(const std::string& name, bool owner, std::string& error);
+  static void remove(const std::string& name);
+
+  // --- writes (owner only) -----------------------------------------------------------------
+  bool insert(uint64_t key, uint64_t localRef);
+  // Removes the connection and its index entries; fills `out` when given. False if unknown.
+  bool erase(uint64_t key, ConnSnapshot* out);
+  bool setSession(uint64_t key, std::string_view session);
+  // "" unbinds.
+  bool setCustomerId(uint64_t key, std::string_view customerId);
+  // Adds topics ("" skipped, duplicates ignored).
+  bool subscribe(uint64_t key, const std::vector<std::string_view>& topics);
+  // Removes the listed topics (all of them when `all`). Returns the number removed.
+  size_t unsubscribe(uint64_t key, const std::vector<std::string_view>& topics, bool all);
+  // Removes the topic from the index and every subscriber; appends the keys that lost it.
+  void deleteTopic(std::string_view topic, std::vector<uint64_t>& lostKeys);
+
+  // --- reads ---------------------------------------------------------------------------------
+  // Runs f(const TableData&) with the lock when not the owner. False (f not run) when the owner
+  // died holding the lock, i.e. the table is gone.
+  template <class F>
+  bool read(F&& f) const {
+    if (owner_) {
+      f(static_cast<const TableData&>(*data_));
+      return true;
+    }
+    RobustLock lock(data_->mutex);
+    if (!lock.held()) return false;
+    f(static_cast<const TableData&>(*data_));
+    return true;
+  }
+  const TableData& unlockedData() const { return *data_; }  // owner only
+  uint64_t freeBytes() const { return segment_->get_free_memory(); }
+  uint64_t fullErrors() const { return data_->fullErrors.load(); }
+
+ private:
+  ConnTable(std::unique_ptr<Segment> segment, TableData* data, bool owner)
+      : segment_(std::move(segment)), data_(data), owner_(owner) {}
+  Alloc<char> alloc() const { return Alloc<char>(segment_->get_segment_manager()); }
+  void indexAdd(IndexMap& index, std::string_view name, uint64_t key);
+  void indexRemove(IndexMap& index, std::string_view name, uint64_t key);
+  void reportFull(const char* what);
+
+  std::unique_ptr<Segment> segment_;
+  TableData* data_;
+  bool owner_;
+};
+
+}  // namespace netsvr::shm

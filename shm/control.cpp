@@ -1,0 +1,83 @@
+#include "shm/control.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+namespace netsvr::shm {
+
+const char* workerStateName(WorkerState state) {
+  switch (state) {
+    case WorkerState::Free: return "free";
+    case WorkerState::Starting: return "starting";
+    case WorkerState::Running: return "running";
+    case WorkerState::Draining: return "draining";
+    case WorkerState::Exited: return "exited";
+  }
+  return "?";
+}
+
+std::unique_ptr<ControlSegment> ControlSegment::create(const std::string& name) {
+  std::string path = "/" + name;
+  shm_unlink(path.c_str());
+  int fd = shm_open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("shm_open " + path + ": " + strerror(errno));
+  size_t size = sizeof(ControlBlock);
+  if (ftruncate(fd, off_t(size)) != 0) {
+    int err = errno;
+    close(fd);
+    throw std::runtime_error("ftruncate " + path + ": " + strerror(err));
+  }
+  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (base == MAP_FAILED) throw std::runtime_error("mmap " + path + ": " + strerror(errno));
+  auto* block = new (base) ControlBlock();
+  block->registry.mutex.init();
+  block->magic = kControlMagic;
+  block->layoutVersion = kLayoutVersion;
+  return std::unique_ptr<ControlSegment>(new ControlSegment(base, size));
+}
+
+std::unique_ptr<ControlSegment> ControlSegment::open(const std::string& name, std::string& error) {
+  std::string path = "/" + name;
+  int fd = shm_open(path.c_str(), O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    error = "shm_open " + path + ": " + strerror(errno);
+    return nullptr;
+  }
+  struct stat st{};
+  fstat(fd, &st);
+  if (size_t(st.st_size) < sizeof(uint32_t) * 2) {
+    close(fd);
+    error = path + ": too small to be a netsvr control segment";
+    return nullptr;
+  }
+  // Map the header first: a segment of another layout must be refused, never misread.
+  size_t size = size_t(st.st_size);
+  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (base == MAP_FAILED) {
+    error = "mmap " + path + ": " + strerror(errno);
+    return nullptr;
+  }
+  auto* header = static_cast<const uint32_t*>(base);
+  if (header[0] != kControlMagic || header[1] != kLayoutVersion || size != sizeof(ControlBlock)) {
+    error = path + ": shared-memory layout " + std::to_string(header[1]) +
+            " is not the layout this binary reads (" + std::to_string(kLayoutVersion) + ")";
+    munmap(base, size);
+    return nullptr;
+  }
+  return std::unique_ptr<ControlSegment>(new ControlSegment(base, size));
+}
+
+void ControlSegment::remove(const std::string& name) { shm_unlink(("/" + name).c_str()); }
+
+ControlSegment::~ControlSegment() { munmap(block_, size_); }
+
+}  // namespace netsvr::shm

@@ -1,0 +1,93 @@
+// The control segment (DESIGN.md §3): worker table, business-link registry, runtime limits and
+// per-worker metric blocks. Fixed layout of plain atomics, so any process reads it without
+// asking a worker (`netsvr status`, Prometheus, the master after a crash).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/uniqid.hpp"
+#include "shm/robust_mutex.hpp"
+
+namespace netsvr::shm {
+
+inline constexpr uint32_t kControlMagic = 0x4E535652;  // "NSVR"
+inline constexpr uint32_t kLayoutVersion = 1;          // bump on any layout change
+inline constexpr int kMaxBizLinks = 1024;              // registered worker-port links, all workers
+inline constexpr int kMetricItems = 13;                // PROTOCOL.md §10
+
+enum class WorkerState : uint32_t { Free = 0, Starting, Running, Draining, Exited };
+const char* workerStateName(WorkerState state);
+
+// One meter of §10 as written by its owner worker; readers sum over workers.
+struct MeterSlot {
+  std::atomic<int64_t> count{0};
+  std::atomic<double> rate1{0}, rate5{0}, rate15{0};  // events per second (EWMA)
+};
+
+// Indexed by worker serial (the high byte of every uniqId counter the worker hands out).
+struct WorkerInfo {
+  std::atomic<uint32_t> state{0};        // WorkerState
+  std::atomic<uint32_t> incarnation{0};  // bumped each time the serial is (re)assigned
+  std::atomic<int32_t> pid{0};
+  std::atomic<uint32_t> slot{0};
+  std::atomic<uint32_t> generation{0};
+  std::atomic<int64_t> startedAt{0};     // unix seconds
+  std::atomic<int64_t> clients{0};       // websocket connections that completed open
+  std::atomic<int64_t> sockets{0};       // accepted client TCP connections not yet closed
+  std::atomic<int64_t> bizLinks{0};      // registered worker-port links
+  std::atomic<int64_t> taskLinks{0};     // open task-port links
+  MeterSlot meters[kMetricItems + 1];    // index = item number; 0 unused
+};
+
+struct BizLinkEntry {
+  uint32_t used = 0;
+  uint32_t ownerSerial = 0;
+  uint32_t linkId = 0;   // the owner's local id of the link
+  int32_t events = 0;    // Event bits of RegisterReq
+  char connId[kConnIdLength] = {};
+};
+
+// Registered business links of every worker. Writers (a worker registering/unregistering its
+// own links, the master removing a dead worker's) hold the mutex and bump `version`; event
+// senders keep a private copy and refresh it when `version` moved.
+struct BizRegistry {
+  RobustMutex mutex;
+  std::atomic<uint64_t> version{1};
+  BizLinkEntry entries[kMaxBizLinks];
+  std::atomic<uint64_t> roundRobin[3];  // OnOpen, OnClose, OnMessage counters
+};
+
+struct ControlBlock {
+  uint32_t magic = 0;
+  uint32_t layoutVersion = 0;
+  std::atomic<int32_t> masterPid{0};
+  std::atomic<uint32_t> generation{0};  // the newest generation started by the master
+  std::atomic<int32_t> limitOnOpen{0};     // current global token-bucket rates (Limit command)
+  std::atomic<int32_t> limitOnMessage{0};
+  WorkerInfo workers[kMaxWorkerSerials];
+  BizRegistry registry;
+};
+
+// RAII owner of a mapping of the control segment.
+class ControlSegment {
+ public:
+  // Creates (replacing any stale one) and initialises. Throws std::runtime_error.
+  static std::unique_ptr<ControlSegment> create(const std::string& name);
+  // Opens an existing one; nullptr (and `error` set) when absent or of another layout.
+  static std::unique_ptr<ControlSegment> open(const std::string& name, std::string& error);
+  static void remove(const std::string& name);
+
+  ~ControlSegment();
+  ControlBlock* operator->() const { return block_; }
+  ControlBlock& block() const { return *block_; }
+
+ private:
+  ControlSegment(void* base, size_t size) : block_(static_cast<ControlBlock*>(base)), size_(size) {}
+  ControlBlock* block_;
+  size_t size_;
+};
+
+}  // namespace netsvr::shm

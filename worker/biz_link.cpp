@@ -1,0 +1,329 @@
+#include "worker/biz_link.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cstring>
+#include <ctime>
+
+#include "common/log.hpp"
+#include "worker/peer_links.hpp"
+#include "worker/worker.hpp"
+
+namespace netsvr {
+
+struct BizLink::Write {
+  uv_write_t req;
+  std::string data;
+  BizLink* link;
+};
+
+namespace {
+int eventIndex(Event e) { return e == Event::OnOpen ? 0 : e == Event::OnClose ? 1 : 2; }
+}  // namespace
+
+BizLink::BizLink(BizLinks& owner, Port port, uint32_t id, uint32_t maxPacket)
+    : port(port), id(id), owner_(owner), decoder_(maxPacket) {}
+
+bool BizLink::accept(uv_stream_t* server) {
+  uv_loop_t* loop = owner_.worker.loop;
+  uv_tcp_init(loop, &tcp_);
+  uv_timer_init(loop, &deadline_);
+  tcp_.data = deadline_.data = this;
+  openHandles_ = 2;
+  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&tcp_)) != 0) {
+    close();
+    return false;
+  }
+  uv_tcp_nodelay(&tcp_, 1);
+  sockaddr_storage peer{};
+  int len = sizeof peer;
+  if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+    if (peer.ss_family == AF_INET) {
+      auto* in = reinterpret_cast<sockaddr_in*>(&peer);
+      peerIp = ntohl(in->sin_addr.s_addr);
+      peerPort = ntohs(in->sin_port);
+    } else if (peer.ss_family == AF_INET6) {  // Go takes the last 4 bytes of the address
+      auto* in6 = reinterpret_cast<sockaddr_in6*>(&peer);
+      const uint8_t* b = in6->sin6_addr.s6_addr;
+      peerIp = (uint32_t(b[12]) << 24) | (uint32_t(b[13]) << 16) | (uint32_t(b[14]) << 8) | b[15];
+      peerPort = ntohs(in6->sin6_port);
+    }
+  }
+  acceptedAt = uint32_t(time(nullptr));
+  armDeadline();
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), onAlloc, onRead);
+  return true;
+}
+
+void BizLink::armDeadline() {
+  const Config& c = owner_.worker.config;
+  auto ms = port == Port::Worker ? c.worker.readDeadline : c.task.readDeadline;
+  uv_timer_start(&deadline_, onDeadline, uint64_t(ms.count()), 0);
+}
+
+void BizLink::onDeadline(uv_timer_t* timer) {
+  auto* link = static_cast<BizLink*>(timer->data);
+  LOG_INFO("%s link %u: no packet within the read deadline; closing",
+           link->port == Port::Worker ? "worker" : "task", link->id);
+  link->close();
+}
+
+void BizLink::onAlloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
+  auto* link = static_cast<BizLink*>(handle->data);
+  const Config& c = link->owner_.worker.config;
+  size_t size = size_t(link->port == Port::Worker ? c.worker.readBufferSize : c.task.readBufferSize);
+  buf->base = static_cast<char*>(malloc(size));
+  buf->len = buf->base ? size : 0;
+}
+
+void BizLink::onRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  auto* link = static_cast<BizLink*>(stream->data);
+  if (nread > 0) link->decoder_.feed(buf->base, size_t(nread));
+  free(buf->base);
+  if (nread < 0) {
+    link->close();
+    return;
+  }
+  link->processPackets();
+}
+
+void BizLink::processPackets() {
+  const Config& c = owner_.worker.config;
+  const std::string& heartbeat = port == Port::Worker ? c.worker.heartbeatMessage : c.task.heartbeatMessage;
+  std::string_view payload;
+  while (!closing_ && !paused_) {
+    auto status = decoder_.next(payload);
+    if (status == PacketDecoder::Status::NeedMore) break;
+    if (status == PacketDecoder::Status::TooLarge) {
+      LOG_WARN("%s link %u: packet longer than ReceivePackLimit; closing",
+               port == Port::Worker ? "worker" : "task", id);
+      close();
+      return;
+    }
+    armDeadline();
+    if (payload == heartbeat) continue;
+    uint32_t cmd;
+    std::string_view body;
+    if (!splitCommand(payload, cmd, body)) {
+      LOG_WARN("link %u: packet of %zu bytes has no cmd; closing", id, payload.size());
+      close();
+      return;
+    }
+    bool keep = port == Port::Worker ? handleWorkerPortPacket(owner_, *this, cmd, body)
+                                     : handleTaskPacket(owner_.worker, *this, cmd, body);
+    if (!keep) {
+      LOG_WARN("%s link %u: cmd %u is not accepted on this port; closing",
+               port == Port::Worker ? "worker" : "task", id, cmd);
+      close();
+      return;
+    }
+  }
+  if (!paused_) decoder_.shrinkIfIdle();
+}
+
+void BizLink::pause() { paused_ = true; }
+
+void BizLink::resume() {
+  if (!paused_ || closing_) return;
+  paused_ = false;
+  processPackets();
+}
+
+void BizLink::send(std::string packet, bool isEvent) {
+  if (closing_) return;
+  const Worker& w = owner_.worker;
+  if (port == Port::Worker && queued_ >= size_t(w.config.worker.sendChanCap)) {
+    w.mark(10);  // the business does not read fast enough: drop, as Go's full channel does
+    return;
+  }
+  auto* write = new Write{{}, std::move(packet), this};
+  write->req.data = write;
+  uv_buf_t buf = uv_buf_init(write->data.data(), unsigned(write->data.size()));
+  if (isEvent) {
+    w.mark(4);
+    w.mark(5, int64_t(write->data.size()));
+  }
+  ++queued_;
+  int rc = uv_write(&write->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, [](uv_write_t* req, int status) {
+    auto* wr = static_cast<Write*>(req->data);
+    BizLink* link = wr->link;
+    --link->queued_;
+    if (status < 0 && status != UV_ECANCELED) {
+      link->owner_.worker.mark(10);
+      link->close();
+    }
+    delete wr;
+    if (link->closing_ && link->openHandles_ == 0 && link->queued_ == 0) delete link;
+  });
+  if (rc != 0) {
+    --queued_;
+    delete write;
+    w.mark(10);
+    close();
+  }
+}
+
+void BizLink::close() {
+  if (closing_) return;
+  closing_ = true;
+  owner_.onLinkClosed(*this);
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), onClosed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&deadline_), onClosed);
+}
+
+void BizLink::onClosed(uv_handle_t* handle) {
+  auto* link = static_cast<BizLink*>(handle->data);
+  // Pending writes are cancelled before the close callback; the last one out frees the link.
+  if (--link->openHandles_ == 0 && link->queued_ == 0) delete link;
+}
+
+// --- BizLinks ------------------------------------------------------------------------------
+
+BizLinks::BizLinks(Worker& w) : worker(w) {}
+
+void BizLinks::start() {
+  uv_tcp_t* listeners[2] = {&workerListener_, &taskListener_};
+  int fds[2] = {kWorkerListenFd, kTaskListenFd};
+  for (int i = 0; i < 2; ++i) {
+    uv_tcp_init(worker.loop, listeners[i]);
+    listeners[i]->data = this;
+    if (uv_tcp_open(listeners[i], fds[i]) != 0 ||
+        uv_listen(reinterpret_cast<uv_stream_t*>(listeners[i]), 4096, onConnection) != 0)
+      throw std::runtime_error("cannot listen on the inherited business-port socket");
+  }
+  listening_ = true;
+}
+
+void BizLinks::onConnection(uv_stream_t* server, int status) {
+  if (status < 0) return;
+  auto* self = static_cast<BizLinks*>(server->data);
+  bool isWorkerPort = server == reinterpret_cast<uv_stream_t*>(&self->workerListener_);
+  const Config& c = self->worker.config;
+  auto* link = new BizLink(*self, isWorkerPort ? BizLink::Port::Worker : BizLink::Port::Task,
+                           self->nextId_++,
+                           isWorkerPort ? c.worker.receivePackLimit : c.task.receivePackLimit);
+  if (!link->accept(server)) return;
+  self->links_[link->id] = link;
+  if (!isWorkerPort) self->worker.info().taskLinks.fetch_add(1);
+}
+
+void BizLinks::stopAccepting() {
+  if (!listening_) return;
+  listening_ = false;
+  uv_close(reinterpret_cast<uv_handle_t*>(&workerListener_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&taskListener_), nullptr);
+}
+
+void BizLinks::closeAll() {
+  std::vector<BizLink*> all;
+  for (auto& [id, link] : links_) all.push_back(link);
+  for (BizLink* link : all) link->close();
+}
+
+size_t BizLinks::pendingWriteBytes() const {
+  size_t total = 0;
+  for (const auto& [id, link] : links_) total += link->pendingWriteBytes();
+  return total;
+}
+
+BizLink* BizLinks::find(uint32_t id) const {
+  auto it = links_.find(id);
+  return it == links_.end() ? nullptr : it->second;
+}
+
+void BizLinks::onLinkClosed(BizLink& link) {
+  links_.erase(link.id);
+  if (link.port == BizLink::Port::Task) worker.info().taskLinks.fetch_sub(1);
+  if (link.events) removeFromRegistry(link.id);
+}
+
+bool BizLinks::addToRegistry(BizLink& link) {
+  auto& registry = (*worker.control)->registry;
+  shm::RobustLock lock(registry.mutex);
+  for (auto& entry : registry.entries) {
+    if (entry.used) continue;
+    entry.ownerSerial = uint32_t(worker.serial);
+    entry.linkId = link.id;
+    entry.events = link.events;
+    memcpy(entry.connId, link.connId.data(), std::min(link.connId.size(), sizeof entry.connId));
+    entry.used = 1;
+    registry.version.fetch_add(1);
+    worker.info().bizLinks.fetch_add(1);
+    return true;
+  }
+  LOG_ERROR("business-link registry full (%d links)", shm::kMaxBizLinks);
+  return false;
+}
+
+void BizLinks::removeFromRegistry(uint32_t linkId) {
+  auto& registry = (*worker.control)->registry;
+  shm::RobustLock lock(registry.mutex);
+  for (auto& entry : registry.entries) {
+    if (entry.used && entry.ownerSerial == uint32_t(worker.serial) && entry.linkId == linkId) {
+      entry.used = 0;
+      registry.version.fetch_add(1);
+      worker.info().bizLinks.fetch_sub(1);
+    }
+  }
+}
+
+bool BizLinks::removeByConnId(std::string_view connId) {
+  if (connId.size() != kConnIdLength) return false;
+  auto& registry = (*worker.control)->registry;
+  shm::RobustLock lock(registry.mutex);
+  bool removed = false;
+  for (auto& entry : registry.entries) {
+    if (entry.used && std::string_view(entry.connId, kConnIdLength) == connId) {
+      entry.used = 0;
+      registry.version.fetch_add(1);
+      worker.control->block().workers[entry.ownerSerial].bizLinks.fetch_sub(1);
+      removed = true;
+    }
+  }
+  return removed;
+}
+
+void BizLinks::refreshReceivers() {
+  auto& registry = (*worker.control)->registry;
+  uint64_t version = registry.version.load(std::memory_order_acquire);
+  if (version == registryVersion_) return;
+  shm::RobustLock lock(registry.mutex);
+  for (auto& list : receivers_) list.clear();
+  for (const auto& entry : registry.entries) {
+    if (!entry.used) continue;
+    for (Event e : {Event::OnOpen, Event::OnClose, Event::OnMessage})
+      if (entry.events & int32_t(e)) receivers_[eventIndex(e)].push_back({entry.ownerSerial, entry.linkId});
+  }
+  registryVersion_ = registry.version.load();
+}
+
+bool BizLinks::hasReceiver(Event event) {
+  refreshReceivers();
+  return !receivers_[eventIndex(event)].empty();
+}
+
+void BizLinks::emitEvent(Event event, uint32_t cmd, const std::string& body) {
+  refreshReceivers();
+  auto& list = receivers_[eventIndex(event)];
+  if (list.empty()) return;
+  uint64_t turn = (*worker.control)->registry.roundRobin[eventIndex(event)].fetch_add(1);
+  const Receiver& r = list[turn % list.size()];
+  std::string packet = encodePacket(cmd, body);
+  if (r.serial == uint32_t(worker.serial)) {
+    deliverFromPeer(r.linkId, std::move(packet));
+  } else if (!worker.peers->sendEvent(int(r.serial), r.linkId, packet)) {
+    worker.mark(10);
+  }
+}
+
+void BizLinks::deliverFromPeer(uint32_t linkId, std::string packet) {
+  BizLink* link = find(linkId);
+  if (!link || !link->events) {
+    worker.mark(10);  // the link went away between the choice and the delivery
+    return;
+  }
+  link->send(std::move(packet), true);
+}
+
+}  // namespace netsvr

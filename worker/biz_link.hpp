@@ -1,0 +1,110 @@
+// Business links: framed TCP connections from business processes on the worker port (register,
+// then receive events) and on the task port (commands). Plain libuv; memory is freed in the
+// close callback of the last handle.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/packet.hpp"
+
+namespace netsvr {
+
+struct Worker;
+class BizLinks;
+
+enum class Event : int32_t { OnOpen = 1, OnClose = 2, OnMessage = 4 };
+
+class BizLink {
+ public:
+  enum class Port : uint8_t { Worker, Task };
+
+  BizLink(BizLinks& owner, Port port, uint32_t id, uint32_t maxPacket);
+  bool accept(uv_stream_t* server);
+  // Queues a framed packet. On the worker port at most Worker.SendChanCap packets wait; beyond
+  // that the packet is dropped and counted (metric 10). `isEvent` counts metrics 4 and 5.
+  void send(std::string packet, bool isEvent = false);
+  void close();
+  void pause();   // stops reading (a task link waiting for another worker's acknowledgement)
+  void resume();
+  size_t pendingWriteBytes() const { return closing_ ? 0 : uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_)); }
+
+  const Port port;
+  const uint32_t id;
+  int32_t events = 0;  // registered Event bits (worker port)
+  std::string connId;
+  uint32_t peerIp = 0;
+  uint16_t peerPort = 0;
+  uint32_t acceptedAt = 0;  // unix seconds
+
+ private:
+  struct Write;
+  static void onAlloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
+  static void onRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  static void onDeadline(uv_timer_t* timer);
+  static void onClosed(uv_handle_t* handle);
+  void processPackets();
+  void armDeadline();
+
+  BizLinks& owner_;
+  uv_tcp_t tcp_{};
+  uv_timer_t deadline_{};
+  PacketDecoder decoder_;
+  size_t queued_ = 0;      // packets handed to the kernel queue but not yet written
+  int openHandles_ = 0;
+  bool closing_ = false;
+  bool paused_ = false;
+};
+
+class BizLinks {
+ public:
+  explicit BizLinks(Worker& worker);
+  void start();  // listens on the inherited worker-port and task-port sockets
+  void stopAccepting();
+  void closeAll();
+
+  // Is a business registered (on any worker) for this event?
+  bool hasReceiver(Event event);
+  // Sends an event packet to one registered business, round robin over all workers' links.
+  void emitEvent(Event event, uint32_t cmd, const std::string& body);
+  // A peer asks us to write an event packet to one of our links.
+  void deliverFromPeer(uint32_t linkId, std::string packet);
+
+  // Registry of this worker's registered links (worker_port.cpp).
+  bool addToRegistry(BizLink& link);
+  void removeFromRegistry(uint32_t linkId);
+  bool removeByConnId(std::string_view connId);  // any worker's link
+
+  void onLinkClosed(BizLink& link);
+  size_t pendingWriteBytes() const;
+  BizLink* find(uint32_t id) const;
+  Worker& worker;
+
+ private:
+  static void onConnection(uv_stream_t* server, int status);
+  void refreshReceivers();
+
+  struct Receiver {
+    uint32_t serial;
+    uint32_t linkId;
+  };
+  std::unordered_map<uint32_t, BizLink*> links_;
+  std::vector<Receiver> receivers_[3];  // OnOpen, OnClose, OnMessage
+  uint64_t registryVersion_ = 0;
+  uint32_t nextId_ = 1;
+  uv_tcp_t workerListener_{};
+  uv_tcp_t taskListener_{};
+  bool listening_ = false;
+};
+
+// Worker port (worker_port.cpp): false closes the link.
+bool handleWorkerPortPacket(BizLinks& links, BizLink& link, uint32_t cmd, std::string_view body);
+// Task port (task_port.cpp): false closes the link.
+bool handleTaskPacket(Worker& worker, BizLink& link, uint32_t cmd, std::string_view body);
+
+}  // namespace netsvr

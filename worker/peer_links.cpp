@@ -1,0 +1,206 @@
+#include "worker/peer_links.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "common/log.hpp"
+#include "shm/names.hpp"
+#include "worker/biz_link.hpp"
+#include "worker/router.hpp"
+#include "worker/worker.hpp"
+
+namespace netsvr {
+namespace {
+
+constexpr uint32_t kMaxPeerPacket = 256u << 20;  // bytes; far above any business packet limit
+
+socklen_t abstractAddress(const std::string& name, sockaddr_un& addr) {
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  size_t n = std::min(name.size(), sizeof addr.sun_path - 2);
+  memcpy(addr.sun_path + 1, name.data(), n);  // leading NUL: abstract namespace, no file
+  return socklen_t(offsetof(sockaddr_un, sun_path) + 1 + n);
+}
+
+}  // namespace
+
+struct PeerLinks::Link {
+  uv_pipe_t pipe{};
+  PeerLinks* owner = nullptr;
+  int serial = -1;            // peer serial for outbound links, -1 for inbound
+  uint32_t incarnation = 0;
+  PacketDecoder decoder{kMaxPeerPacket};
+  bool closing = false;
+
+  void close() {
+    if (closing) return;
+    closing = true;
+    owner->forget(this);
+    uv_close(reinterpret_cast<uv_handle_t*>(&pipe), [](uv_handle_t* h) { delete static_cast<Link*>(h->data); });
+  }
+};
+
+PeerLinks::PeerLinks(Worker& worker) : worker_(worker) {}
+
+void PeerLinks::start() {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  sockaddr_un addr;
+  socklen_t len = abstractAddress(shm::peerSocketName(worker_.instanceKey, worker_.serial, worker_.incarnation), addr);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || listen(fd, 512) != 0)
+    throw std::runtime_error(std::string("peer socket: ") + strerror(errno));
+  uv_pipe_init(worker_.loop, &listener_, 0);
+  listener_.data = this;
+  uv_pipe_open(&listener_, fd);
+  if (uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 512, onConnection) != 0)
+    throw std::runtime_error("peer socket: uv_listen failed");
+  listening_ = true;
+}
+
+void PeerLinks::stop() {
+  if (listening_) uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
+  listening_ = false;
+  std::vector<Link*> links;
+  for (auto& [link, _] : all_) links.push_back(link);
+  for (Link* link : links) link->close();
+}
+
+void PeerLinks::forget(Link* link) {
+  all_.erase(link);
+  if (link->serial >= 0) {
+    auto it = outbound_.find(link->serial);
+    if (it != outbound_.end() && it->second == link) outbound_.erase(it);
+  }
+}
+
+static void allocBuffer(uv_handle_t*, size_t suggested, uv_buf_t* buf) {
+  buf->base = static_cast<char*>(malloc(suggested));
+  buf->len = buf->base ? suggested : 0;
+}
+
+void PeerLinks::onConnection(uv_stream_t* server, int status) {
+  if (status < 0) return;
+  auto* self = static_cast<PeerLinks*>(server->data);
+  auto* link = new Link;
+  link->owner = self;
+  uv_pipe_init(self->worker_.loop, &link->pipe, 0);
+  link->pipe.data = link;
+  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&link->pipe)) != 0) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&link->pipe), [](uv_handle_t* h) { delete static_cast<Link*>(h->data); });
+    return;
+  }
+  self->all_[link] = true;
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&link->pipe), allocBuffer, [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+    auto* l = static_cast<Link*>(s->data);
+    if (n > 0) l->decoder.feed(buf->base, size_t(n));
+    free(buf->base);
+    if (n < 0) {
+      l->close();
+      return;
+    }
+    std::string_view payload;
+    for (;;) {
+      auto st = l->decoder.next(payload);
+      if (st == PacketDecoder::Status::NeedMore) break;
+      uint32_t cmd;
+      std::string_view body;
+      if (st == PacketDecoder::Status::TooLarge || !splitCommand(payload, cmd, body)) {
+        LOG_ERROR("peer link: corrupt packet; closing");
+        l->close();
+        return;
+      }
+      l->owner->dispatch(cmd, body);
+      if (l->closing) return;
+    }
+    l->decoder.shrinkIfIdle();
+  });
+}
+
+void PeerLinks::dispatch(uint32_t cmd, std::string_view body) {
+  switch (cmd) {
+    case kPeerTask: runForwardedTask(worker_, body); break;
+    case kPeerEvent:
+      if (body.size() >= 4)
+        worker_.links->deliverFromPeer(readBe32(body.data()), std::string(body.substr(4)));
+      break;
+    default: LOG_ERROR("peer link: unknown internal cmd %u", cmd);
+  }
+}
+
+PeerLinks::Link* PeerLinks::outboundTo(int serial) {
+  const auto& info = (*worker_.control)->workers[serial];
+  uint32_t incarnation = info.incarnation.load();
+  auto it = outbound_.find(serial);
+  if (it != outbound_.end()) {
+    if (it->second->incarnation == incarnation) return it->second;
+    it->second->close();  // the serial now belongs to a new worker
+  }
+  auto state = shm::WorkerState(info.state.load());
+  if (state != shm::WorkerState::Running && state != shm::WorkerState::Draining) return nullptr;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr;
+  socklen_t len = abstractAddress(shm::peerSocketName(worker_.instanceKey, serial, incarnation), addr);
+  // A local stream connect completes at once (or fails at once); blocking is harmless here.
+  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    LOG_WARN("peer link to worker serial %d: %s", serial, strerror(errno));
+    if (fd >= 0) ::close(fd);
+    return nullptr;
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  auto* link = new Link;
+  link->owner = this;
+  link->serial = serial;
+  link->incarnation = incarnation;
+  uv_pipe_init(worker_.loop, &link->pipe, 0);
+  link->pipe.data = link;
+  uv_pipe_open(&link->pipe, fd);
+  // Outbound links carry no replies yet; reading only notices when the peer goes away.
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&link->pipe), allocBuffer, [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+    free(buf->base);
+    if (n < 0) static_cast<Link*>(s->data)->close();
+  });
+  outbound_[serial] = link;
+  all_[link] = true;
+  return link;
+}
+
+bool PeerLinks::send(int serial, uint32_t cmd, std::string_view head, std::string_view body) {
+  Link* link = outboundTo(serial);
+  if (!link) return false;
+  struct Write {
+    uv_write_t req;
+    std::string data;
+  };
+  auto* write = new Write;
+  write->data.reserve(8 + head.size() + body.size());
+  write->data.resize(8);
+  writeBe32(write->data.data(), uint32_t(4 + head.size() + body.size()));
+  writeBe32(write->data.data() + 4, cmd);
+  write->data.append(head);
+  write->data.append(body);
+  write->req.data = write;
+  uv_buf_t buf = uv_buf_init(write->data.data(), unsigned(write->data.size()));
+  int rc = uv_write(&write->req, reinterpret_cast<uv_stream_t*>(&link->pipe), &buf, 1,
+                    [](uv_write_t* req, int) { delete static_cast<Write*>(req->data); });
+  if (rc != 0) {
+    delete write;
+    link->close();
+    return false;
+  }
+  return true;
+}
+
+bool PeerLinks::sendTask(int serial, std::string_view taskPayload) {
+  return send(serial, kPeerTask, {}, taskPayload);
+}
+
+bool PeerLinks::sendEvent(int serial, uint32_t linkId, std::string_view packet) {
+  char id[4];
+  writeBe32(id, linkId);
+  return send(serial, kPeerEvent, std::string_view(id, 4), packet);
+}
+
+}  // namespace netsvr

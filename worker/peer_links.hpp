@@ -1,0 +1,48 @@
+// Peer links (DESIGN.md §4): unix stream sockets between the workers of an instance, connected
+// lazily, framed like the business protocol with internal command ids. The kernel provides the
+// buffering and the flow control.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "common/packet.hpp"
+
+namespace netsvr {
+
+struct Worker;
+
+enum PeerCmd : uint32_t {
+  kPeerTask = 1,   // body: a task-port payload (cmd + protobuf) to run on the receiver's clients
+  kPeerEvent = 2,  // body: [u32 linkId][framed event packet] for one of the receiver's links
+};
+
+class PeerLinks {
+ public:
+  explicit PeerLinks(Worker& worker);
+  void start();  // listens on this worker's abstract socket
+  void stop();
+
+  bool sendTask(int serial, std::string_view taskPayload);
+  bool sendEvent(int serial, uint32_t linkId, std::string_view packet);
+
+ private:
+  struct Link;
+  static void onConnection(uv_stream_t* server, int status);
+  Link* outboundTo(int serial);
+  bool send(int serial, uint32_t cmd, std::string_view head, std::string_view body);
+  void dispatch(uint32_t cmd, std::string_view body);
+  void forget(Link* link);
+
+  Worker& worker_;
+  uv_pipe_t listener_{};
+  bool listening_ = false;
+  std::unordered_map<int, Link*> outbound_;  // by peer serial
+  std::unordered_map<Link*, bool> all_;
+};
+
+}  // namespace netsvr

@@ -1,0 +1,199 @@
+#include "worker/worker.hpp"
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <ctime>
+#include <random>
+
+#include "common/log.hpp"
+#include "shm/names.hpp"
+#include "worker/biz_link.hpp"
+#include "worker/peer_links.hpp"
+#include "worker/router.hpp"
+#include "worker/ws_server.hpp"
+
+namespace netsvr {
+
+uint32_t monotonicSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint32_t(ts.tv_sec);
+}
+
+UniqIdParts Worker::nextUniqId() { return uniqIds->next(uint32_t(time(nullptr))); }
+
+std::string Worker::uniqIdOf(uint64_t key) const {
+  std::string out = uniqIdPrefix;
+  static constexpr char kDigits[] = "0123456789abcdef";
+  for (int shift = 60; shift >= 0; shift -= 4) out.push_back(kDigits[(key >> shift) & 15]);
+  return out;
+}
+
+int64_t Worker::onlineSockets() const {
+  int64_t total = 0;
+  for (const auto& w : (*control)->workers) {
+    auto state = shm::WorkerState(w.state.load(std::memory_order_relaxed));
+    if (state == shm::WorkerState::Running || state == shm::WorkerState::Draining)
+      total += w.sockets.load(std::memory_order_relaxed);
+  }
+  return total;
+}
+
+namespace {
+
+// Owns the loop and the modules; the stop sequence runs inside the loop.
+class WorkerProcess {
+ public:
+  explicit WorkerProcess(Worker& w) : w_(w), ws_(w), links_(w), peers_(w), router_(w) {
+    w.ws = &ws_;
+    w.links = &links_;
+    w.peers = &peers_;
+    w.router = &router_;
+  }
+
+  int run() {
+    uv_loop_init(&loop_);
+    w_.loop = &loop_;
+    const int signums[4] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1};
+    for (int i = 0; i < 4; ++i) {
+      uv_signal_init(&loop_, &signals_[i]);
+      signals_[i].data = this;
+      uv_signal_start(&signals_[i], onSignal, signums[i]);
+    }
+    uv_timer_init(&loop_, &drainTimer_);
+    drainTimer_.data = this;
+    peers_.start();
+    links_.start();
+    ws_.start();
+    w_.info().state = uint32_t(shm::WorkerState::Running);
+    LOG_INFO("worker ready (slot %d, generation %u, serial %d)", w_.slot, w_.generation, w_.serial);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    // Second half of the lws shutdown on a foreign loop (LWS-NOTES.md), then drain the loop.
+    ws_.destroyContext();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(&loop_);
+    if (rc != 0) LOG_DEBUG("loop closed with handles left: %s", uv_strerror(rc));
+    LOG_INFO("worker stopped");
+    return 0;
+  }
+
+ private:
+  static void onSignal(uv_signal_t* handle, int signum) {
+    auto* self = static_cast<WorkerProcess*>(handle->data);
+    if (signum == SIGUSR1) {
+      log::reopen();
+      return;
+    }
+    self->beginStop();
+  }
+
+  void beginStop() {
+    if (w_.stopping) return;
+    w_.stopping = true;
+    LOG_INFO("stopping: closing clients with 1001");
+    links_.stopAccepting();
+    ws_.stop([](void* arg) { static_cast<WorkerProcess*>(arg)->clientsGone(); }, this);
+  }
+
+  // Every client is closed and its ConnClose queued: give the business links a moment to
+  // flush, then close everything so the loop ends.
+  void clientsGone() {
+    drainStartedMs_ = uv_now(&loop_);
+    uv_timer_start(&drainTimer_, [](uv_timer_t* t) { static_cast<WorkerProcess*>(t->data)->drainTick(); }, 0, 10);
+  }
+
+  void drainTick() {
+    constexpr uint64_t kFlushLimitMs = 1000;
+    if (uv_now(&loop_) - drainStartedMs_ < kFlushLimitMs && !flushed()) return;
+    uv_timer_stop(&drainTimer_);
+    w_.info().state = uint32_t(shm::WorkerState::Exited);
+    links_.closeAll();
+    peers_.stop();
+    ws_.destroyContext();
+    for (auto& s : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&s), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&drainTimer_), nullptr);
+  }
+
+  bool flushed() const;
+
+  Worker& w_;
+  uv_loop_t loop_{};
+  uv_signal_t signals_[4]{};
+  uv_timer_t drainTimer_{};
+  uint64_t drainStartedMs_ = 0;
+  WsServer ws_;
+  BizLinks links_;
+  PeerLinks peers_;
+  Router router_;
+};
+
+bool WorkerProcess::flushed() const {
+  // Unsent bytes sit in each link's libuv write queue; uv_stream_get_write_queue_size tells.
+  return links_.pendingWriteBytes() == 0;
+}
+
+void raiseFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+}  // namespace
+
+int runWorker(const WorkerOptions& options) {
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  Worker w;
+  try {
+    w.config = loadConfig(options.configPath);
+    normaliseAddresses(w.config);
+  } catch (const ConfigError& e) {
+    fprintf(stderr, "netsvr worker: %s\n", e.what());
+    return 1;
+  }
+  log::Level level;
+  log::parseLevel(w.config.logLevel, level);
+  log::setLevel(level);
+  log::setProcessTag("worker " + std::to_string(options.slot) + "/" + std::to_string(options.serial));
+  if (!w.config.logFile.empty()) log::openFile(w.config.logFile);
+  // lws sizes its fd table from this limit when the context is created (LWS-NOTES.md).
+  raiseFileLimit();
+
+  w.instanceKey = shm::instanceKeyFor(w.config.pidFile);
+  w.slot = options.slot;
+  w.generation = options.generation;
+  w.serial = options.serial;
+  std::string error;
+  w.control = shm::ControlSegment::open(shm::controlName(w.instanceKey), error);
+  if (!w.control) {
+    LOG_ERROR("%s", error.c_str());
+    return 1;
+  }
+  w.table = shm::ConnTable::open(shm::workerSegmentName(w.instanceKey, w.serial), true, error);
+  if (!w.table) {
+    LOG_ERROR("%s", error.c_str());
+    return 1;
+  }
+  w.incarnation = w.info().incarnation.load();
+  for (int item : w.config.metricsItems)
+    if (item >= 1 && item <= shm::kMetricItems) w.metricEnabled[item] = true;
+  char prefix[16];
+  snprintf(prefix, sizeof prefix, "%08x%04x", w.config.task.address.ip, w.config.task.address.port);
+  w.uniqIdPrefix = prefix;
+  w.uniqIds = std::make_unique<UniqIdGenerator>(w.config.task.address.ip, w.config.task.address.port,
+                                                uint8_t(w.serial), std::random_device{}());
+  try {
+    WorkerProcess process(w);
+    return process.run();
+  } catch (const std::exception& e) {
+    LOG_ERROR("worker failed: %s", e.what());
+    return 1;
+  }
+}
+
+}  // namespace netsvr

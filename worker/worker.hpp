@@ -1,0 +1,74 @@
+// A worker process (DESIGN.md §2): one libuv loop running the websocket server (lws), the
+// business links of the worker and task ports, and the peer links to the other workers.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/config.hpp"
+#include "common/uniqid.hpp"
+#include "shm/conn_table.hpp"
+#include "shm/control.hpp"
+
+namespace netsvr {
+
+struct WorkerOptions {
+  std::string configPath;
+  int slot = 0;
+  uint32_t generation = 0;
+  int serial = 0;
+};
+
+int runWorker(const WorkerOptions& options);
+
+class WsServer;
+class BizLinks;
+class PeerLinks;
+class Router;
+
+// Listening sockets inherited from the master.
+inline constexpr int kClientListenFd = 3;
+inline constexpr int kWorkerListenFd = 4;
+inline constexpr int kTaskListenFd = 5;
+
+// Everything a worker's modules share. One per process, owned by runWorker().
+struct Worker {
+  Config config;
+  std::string instanceKey;
+  int slot = 0;
+  uint32_t generation = 0;
+  int serial = 0;
+  uint32_t incarnation = 0;
+  uv_loop_t* loop = nullptr;
+  std::unique_ptr<shm::ControlSegment> control;
+  std::unique_ptr<shm::ConnTable> table;  // this worker's own routing table (single writer)
+  std::string uniqIdPrefix;               // 12 hex chars: task IPv4 and port
+  bool stopping = false;
+
+  WsServer* ws = nullptr;
+  BizLinks* links = nullptr;
+  PeerLinks* peers = nullptr;
+  Router* router = nullptr;
+
+  shm::WorkerInfo& info() const { return (*control)->workers[serial]; }
+  void mark(int item, int64_t amount = 1) const {
+    if (metricEnabled[item]) info().meters[item].count.fetch_add(amount, std::memory_order_relaxed);
+  }
+  bool metricEnabled[shm::kMetricItems + 1] = {};
+
+  std::unique_ptr<UniqIdGenerator> uniqIds;
+  UniqIdParts nextUniqId();
+  std::string uniqIdOf(uint64_t key) const;
+  // Accepted client sockets on every worker (Go's online count, §6.4 step 2).
+  int64_t onlineSockets() const;
+  // The global OnMessage token bucket (§9.1).
+  bool allowMessage() { return true; }
+};
+
+// Monotonic seconds since an arbitrary start (for heartbeat arithmetic).
+uint32_t monotonicSeconds();
+
+}  // namespace netsvr

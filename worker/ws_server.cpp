@@ -1,0 +1,607 @@
+#include "worker/ws_server.hpp"
+
+#include <arpa/inet.h>
+#include <libwebsockets.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <new>
+
+#include "common/log.hpp"
+#include "connClose.pb.h"
+#include "connOpen.pb.h"
+#include "cmd.pb.h"
+#include "transfer.pb.h"
+#include "worker/biz_link.hpp"
+#include "worker/worker.hpp"
+
+namespace netsvr {
+
+const size_t OutMessage::kHeadroom = LWS_PRE;
+
+struct Handshake {
+  std::string rawQuery;
+  bool rawQueryKnown = false;
+  std::string xForwardedFor;
+  std::string xRealIp;
+  std::string remoteAddr;
+  uint32_t acceptedAt = 0;  // monotonic seconds
+  uv_poll_t* peekPoll = nullptr;  // set while waiting for the request line, before adoption
+};
+
+struct WsServer::PendingAccept {
+  uv_poll_t poll;
+  WsServer* server;
+  Conn* conn;
+  int fd;
+  bool adopt;  // false: the socket is given up (closed) when the poll handle is closed
+};
+
+namespace {
+
+constexpr size_t kPeekBytes = 8192;       // the request line must fit here
+constexpr size_t kRxBufferSize = 1024;    // lws per-connection receive buffer (LWS-NOTES.md)
+constexpr int kCloseGraceSeconds = 2;     // §6.8: TCP force-closed 2 s after our close frame
+// lws 4.1 keeps LWS_WRITE_CLOSE (4, between HTTP and PING) in its private headers.
+constexpr auto kWriteClose = lws_write_protocol(4);
+
+int lwsCallback(lws* wsi, lws_callback_reasons reason, void* /*user*/, void* in, size_t len) {
+  auto* server = static_cast<WsServer*>(lws_context_user(lws_get_context(wsi)));
+  if (!server) return 0;
+  try {
+    return server->onLwsEvent(wsi, int(reason), in, len);
+  } catch (const std::exception& e) {
+    LOG_ERROR("websocket callback %d: %s", int(reason), e.what());
+    return -1;
+  }
+}
+
+const lws_protocols kProtocols[] = {
+    {"netsvr", lwsCallback, 0, kRxBufferSize, 0, nullptr, 0},
+    {nullptr, nullptr, 0, 0, 0, nullptr, 0},
+};
+
+void lwsLog(int level, const char* line) {
+  size_t n = strlen(line);
+  while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) --n;
+  if (level & LLL_ERR) LOG_WARN("lws: %.*s", int(n), line);
+  else LOG_DEBUG("lws: %.*s", int(n), line);
+}
+
+std::string headerValue(lws* wsi, lws_token_indexes token) {
+  int len = lws_hdr_total_length(wsi, token);
+  if (len <= 0) return {};
+  std::string out(size_t(len) + 1, '\0');
+  int n = lws_hdr_copy(wsi, out.data(), len + 1, token);
+  out.resize(n > 0 ? size_t(n) : 0);
+  return out;
+}
+
+// Writes a complete HTTP/1.1 response and asks lws to close. lws_return_http_status() would
+// emit an HTTP/1.0 status line, which strict clients refuse (LWS-NOTES.md).
+int respondHttp(lws* wsi, int code, const char* text, std::string_view body) {
+  unsigned char buf[LWS_PRE + 1024];
+  unsigned char* start = buf + LWS_PRE;
+  unsigned char* p = start;
+  unsigned char* end = buf + sizeof buf - 1;
+  std::string status = "HTTP/1.1 " + std::to_string(code) + " " + text;
+  if (lws_add_http_header_by_name(wsi, nullptr, reinterpret_cast<const unsigned char*>(status.data()),
+                                  int(status.size()), &p, end) ||
+      lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
+                                   reinterpret_cast<const unsigned char*>("text/plain; charset=utf-8"),
+                                   25, &p, end) ||
+      lws_add_http_header_content_length(wsi, body.size(), &p, end) ||
+      lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
+                                   reinterpret_cast<const unsigned char*>("close"), 5, &p, end) ||
+      lws_finalize_http_header(wsi, &p, end) || size_t(end - p) < body.size())
+    return -1;
+  memcpy(p, body.data(), body.size());
+  p += body.size();
+  lws_write(wsi, start, size_t(p - start), LWS_WRITE_HTTP_HEADERS);
+  return -1;
+}
+
+// Extracts the raw query of "GET /path?query HTTP/1.1\r\n" as sent (not decoded).
+bool rawQueryOf(std::string_view head, std::string& query) {
+  size_t eol = head.find("\r\n");
+  if (eol == std::string_view::npos) return false;
+  std::string_view line = head.substr(0, eol);
+  size_t sp1 = line.find(' ');
+  size_t sp2 = line.rfind(' ');
+  if (sp1 == std::string_view::npos || sp2 <= sp1) return false;
+  std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  size_t q = target.find('?');
+  query = q == std::string_view::npos ? std::string() : std::string(target.substr(q + 1));
+  return true;
+}
+
+}  // namespace
+
+OutMessage* OutMessage::make(std::string_view payload, bool isClose) {
+  void* mem = malloc(sizeof(OutMessage) + kHeadroom + payload.size());
+  if (!mem) throw std::bad_alloc();
+  auto* m = static_cast<OutMessage*>(mem);
+  m->refs = 1;
+  m->size = uint32_t(payload.size());
+  m->isClose = isClose;
+  if (!payload.empty()) memcpy(m->payload(), payload.data(), payload.size());
+  return m;
+}
+
+void OutMessage::release() {
+  if (--refs == 0) free(this);
+}
+
+static_assert(sizeof(Conn) <= 96, "per-connection state must stay small");
+
+WsServer::WsServer(Worker& worker) : worker_(worker) {
+  uint64_t hb = uint64_t(worker.config.customer.heartbeatInterval.count()) / 1000;
+  heartbeatSeconds_ = uint32_t(hb ? hb : 1);
+  uint64_t hs = uint64_t(worker.config.customer.handshakeTimeout.count()) / 1000;
+  handshakeSeconds_ = uint32_t(hs ? hs : 1);
+}
+
+WsServer::~WsServer() = default;
+
+void WsServer::start() {
+  lws_set_log_level(LLL_ERR | (log::enabled(log::Level::Debug) ? LLL_WARN : 0), lwsLog);
+  lws_context_creation_info info{};
+  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6;
+  void* loops[] = {worker_.loop};
+  info.foreign_loops = loops;
+  info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+  info.protocols = kProtocols;
+  info.user = this;
+  info.pcontext = &context_;
+  info.gid = -1;
+  info.uid = -1;
+  info.timeout_secs = handshakeSeconds_;
+  context_ = lws_create_context(&info);
+  if (!context_) throw std::runtime_error("cannot create the websocket context (is libwebsockets-evlib-uv installed?)");
+  vhost_ = lws_get_vhost_by_name(context_, "default");
+  if (!vhost_) throw std::runtime_error("lws created no default vhost");
+
+  acceptPoll_ = new uv_poll_t;
+  acceptPoll_->data = this;
+  uv_poll_init(worker_.loop, acceptPoll_, kClientListenFd);
+  uv_poll_start(acceptPoll_, UV_READABLE, onAcceptable);
+  sweepTimer_ = new uv_timer_t;
+  sweepTimer_->data = this;
+  uv_timer_init(worker_.loop, sweepTimer_);
+  uv_timer_start(sweepTimer_, onSweep, 1000, 1000);
+}
+
+void WsServer::onAcceptable(uv_poll_t* handle, int status, int) {
+  if (status == 0) static_cast<WsServer*>(handle->data)->acceptAll();
+}
+
+void WsServer::acceptAll() {
+  for (;;) {
+    sockaddr_storage peer{};
+    socklen_t peerLen = sizeof peer;
+    int fd = accept4(kClientListenFd, reinterpret_cast<sockaddr*>(&peer), &peerLen,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) LOG_WARN("accept: %s", strerror(errno));
+      return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    auto* conn = new Conn;
+    conn->handshake = std::make_unique<Handshake>();
+    char ip[INET6_ADDRSTRLEN] = {};
+    if (peer.ss_family == AF_INET)
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&peer)->sin_addr, ip, sizeof ip);
+    else if (peer.ss_family == AF_INET6)
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&peer)->sin6_addr, ip, sizeof ip);
+    conn->handshake->remoteAddr = ip;
+    conn->handshake->acceptedAt = monotonicSeconds();
+    UniqIdParts id = worker_.nextUniqId();
+    conn->key = uniqKeyOf(id.timestamp, id.counter);
+    link(conn);
+    ++sockets_;
+    worker_.info().sockets.fetch_add(1, std::memory_order_relaxed);
+
+    // Wait for the request line so that the raw query can be read before lws decodes it.
+    auto* pending = new PendingAccept{{}, this, conn, fd, true};
+    pending->poll.data = pending;
+    conn->handshake->peekPoll = &pending->poll;
+    uv_poll_init(worker_.loop, &pending->poll, fd);
+    uv_poll_start(&pending->poll, UV_READABLE, onPeekable);
+  }
+}
+
+void WsServer::onPeekable(uv_poll_t* handle, int status, int) {
+  auto* pending = static_cast<PendingAccept*>(handle->data);
+  Conn* conn = pending->conn;
+  char buf[kPeekBytes];
+  ssize_t n = status == 0 ? recv(pending->fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT) : -1;
+  if (n < 0 && (errno == EAGAIN || errno == EINTR) && status == 0) return;
+  if (n > 0) {
+    conn->handshake->rawQueryKnown = rawQueryOf(std::string_view(buf, size_t(n)), conn->handshake->rawQuery);
+  } else {
+    pending->adopt = false;  // closed before sending anything
+  }
+  conn->handshake->peekPoll = nullptr;
+  uv_poll_stop(handle);
+  // lws polls the same fd once adopted; libuv allows one poll handle per fd, so the adoption
+  // happens only after ours is fully closed.
+  uv_close(reinterpret_cast<uv_handle_t*>(handle), onPeekClosed);
+}
+
+void WsServer::onPeekClosed(uv_handle_t* handle) {
+  auto* pending = static_cast<PendingAccept*>(handle->data);
+  if (pending->adopt) {
+    pending->server->adopt(pending->conn, pending->fd);
+  } else {
+    close(pending->fd);
+    pending->server->freeConn(pending->conn);
+  }
+  delete pending;
+}
+
+void WsServer::abandon(Conn& conn) {
+  if (conn.handshake && conn.handshake->peekPoll) {
+    auto* pending = static_cast<PendingAccept*>(conn.handshake->peekPoll->data);
+    conn.handshake->peekPoll = nullptr;
+    pending->adopt = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&pending->poll), onPeekClosed);
+  } else if (conn.wsi && conn.phase == Conn::Http) {
+    lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+  }
+}
+
+void WsServer::adopt(Conn* conn, int fd) {
+  lws_adopt_desc_t desc{};
+  desc.vh = vhost_;
+  desc.type = lws_adoption_type(LWS_ADOPT_HTTP | LWS_ADOPT_SOCKET);
+  desc.fd.sockfd = fd;
+  desc.opaque = conn;
+  lws* wsi = lws_adopt_descriptor_vhost_via_info(&desc);
+  if (!wsi) {
+    // lws has closed the fd already (LWS-NOTES.md).
+    LOG_WARN("lws refused to adopt a client socket");
+    freeConn(conn);
+    return;
+  }
+  if (conn->flags & Conn::Destroyed) {
+    freeConn(conn);
+    return;
+  }
+  conn->wsi = wsi;
+  conn->phase = Conn::Http;
+}
+
+void WsServer::link(Conn* conn) {
+  conn->next = head_;
+  if (head_) head_->prev = conn;
+  head_ = conn;
+}
+
+void WsServer::unlink(Conn* conn) {
+  if (conn->prev) conn->prev->next = conn->next;
+  else head_ = conn->next;
+  if (conn->next) conn->next->prev = conn->prev;
+  conn->prev = conn->next = nullptr;
+}
+
+void WsServer::freeConn(Conn* conn) {
+  while (Conn::OutNode* node = conn->outHead) {
+    conn->outHead = node->next;
+    node->message->release();
+    delete node;
+  }
+  unlink(conn);
+  --sockets_;
+  worker_.info().sockets.fetch_sub(1, std::memory_order_relaxed);
+  delete conn;
+  checkStopped();
+}
+
+Conn* WsServer::findOpen(uint64_t key) const {
+  const auto& data = worker_.table->unlockedData();
+  auto it = data.conns.find(key);
+  if (it == data.conns.end()) return nullptr;
+  auto* conn = reinterpret_cast<Conn*>(it->second.localRef);
+  return conn->phase == Conn::Open ? conn : nullptr;
+}
+
+int WsServer::onLwsEvent(lws* wsi, int reason, void* in, size_t len) {
+  auto* conn = static_cast<Conn*>(lws_get_opaque_user_data(wsi));
+  switch (reason) {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
+      if (!conn) return -1;
+      std::string path = headerValue(wsi, WSI_TOKEN_GET_URI);
+      const auto& cfg = worker_.config.customer;
+      if (!worker_.config.autobahn && path != cfg.handlePattern) return respondHttp(wsi, 404, "Not Found", "404 page not found\n");
+      if (!cfg.allowOrigin.empty() && !worker_.config.autobahn) {
+        std::string origin = headerValue(wsi, WSI_TOKEN_ORIGIN);
+        bool allowed = false;
+        for (const auto& o : cfg.allowOrigin)
+          if (!origin.empty() && origin.find(o) != std::string::npos) allowed = true;
+        if (!allowed) return respondHttp(wsi, 403, "Forbidden", "Forbidden");
+      }
+      Handshake& hs = *conn->handshake;
+      hs.xForwardedFor = headerValue(wsi, WSI_TOKEN_X_FORWARDED_FOR);
+      hs.xRealIp = headerValue(wsi, WSI_TOKEN_HTTP_X_REAL_IP);
+      if (!hs.rawQueryKnown) {
+        // The request line arrived in pieces: rebuild it from lws's decoded fragments.
+        char frag[1024];
+        for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; ++i) {
+          if (i) hs.rawQuery += '&';
+          hs.rawQuery += frag;
+        }
+      }
+      return 0;
+    }
+    case LWS_CALLBACK_HTTP:
+      return respondHttp(wsi, 200, "OK", "Hello netsvr");
+    case LWS_CALLBACK_ESTABLISHED:
+      if (!conn) return -1;
+      openConnection(*conn);
+      return 0;
+    case LWS_CALLBACK_RECEIVE: {
+      if (!conn || conn->phase != Conn::Open) return 0;
+      auto* data = static_cast<const char*>(in);
+      bool complete = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+      size_t limit = size_t(worker_.config.customer.receivePackLimit);
+      size_t have = conn->partial ? conn->partial->size() : 0;
+      if (have + len + lws_remaining_packet_payload(wsi) > limit) {
+        conn->partial.reset();
+        closePolitely(*conn, 1009, "message too big");
+        return 0;
+      }
+      if (complete && !conn->partial) {
+        onMessage(*conn, std::string_view(data, len));
+        return 0;
+      }
+      if (!conn->partial) conn->partial = std::make_unique<std::string>();
+      conn->partial->append(data, len);
+      if (complete) {
+        std::unique_ptr<std::string> message = std::move(conn->partial);
+        onMessage(*conn, *message);
+      }
+      return 0;
+    }
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+      return conn ? onWritable(*conn) : 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+      // After our own close frame the client's answer ends the connection without an echo.
+      return conn && (conn->flags & Conn::CloseSent) ? 1 : 0;
+    case LWS_CALLBACK_CLOSED:
+    case LWS_CALLBACK_CLOSED_HTTP:
+      if (conn) closedConnection(*conn);
+      return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+      if (!conn) return 0;
+      lws_set_opaque_user_data(wsi, nullptr);
+      if (conn->phase == Conn::Adopting) {
+        conn->flags |= Conn::Destroyed;  // adopt() frees it when lws returns
+      } else {
+        closedConnection(*conn);
+        freeConn(conn);
+      }
+      return 0;
+    default:
+      return 0;
+  }
+}
+
+void WsServer::openConnection(Conn& conn) {
+  const auto& cfg = worker_.config.customer;
+  if (worker_.stopping) {
+    conn.phase = Conn::Open;
+    closePolitely(conn, 1012, "service restart");
+    return;
+  }
+  if (cfg.maxOnlineNum > 0 && worker_.onlineSockets() > cfg.maxOnlineNum) {
+    conn.phase = Conn::Open;
+    closePolitely(conn, 1013, "open rate limited, try again later");
+    return;
+  }
+  if (!worker_.table->insert(conn.key, reinterpret_cast<uint64_t>(&conn))) {
+    conn.phase = Conn::Open;
+    closePolitely(conn, 1013, "server busy, try again later");
+    return;
+  }
+  conn.flags |= Conn::InTable;
+  conn.phase = Conn::Open;
+  conn.lastActive = monotonicSeconds();
+  conn.windowCount = -cfg.limitZeroWindowMaxRequests;
+  worker_.info().clients.fetch_add(1, std::memory_order_relaxed);
+  worker_.mark(1);
+
+  std::unique_ptr<Handshake> hs = std::move(conn.handshake);
+  if (worker_.links->hasReceiver(Event::OnOpen)) {
+    netsvr::connOpen::ConnOpen open;
+    open.set_uniqid(worker_.uniqIdOf(conn.key));
+    open.set_rawquery(hs->rawQuery);
+    open.set_xforwardedfor(hs->xForwardedFor);
+    open.set_xrealip(hs->xRealIp);
+    open.set_remoteaddr(hs->remoteAddr);
+    worker_.links->emitEvent(Event::OnOpen, netsvr::cmd::ConnOpen, open.SerializeAsString());
+  }
+}
+
+void WsServer::closedConnection(Conn& conn) {
+  if (conn.phase != Conn::Adopting) conn.phase = Conn::Closing;
+  if (!(conn.flags & Conn::InTable)) return;
+  conn.flags &= uint8_t(~Conn::InTable);
+  shm::ConnSnapshot snapshot;
+  worker_.table->erase(conn.key, &snapshot);
+  worker_.info().clients.fetch_sub(1, std::memory_order_relaxed);
+  worker_.mark(2);
+  if (worker_.links->hasReceiver(Event::OnClose)) {
+    netsvr::connClose::ConnClose close;
+    close.set_uniqid(worker_.uniqIdOf(conn.key));
+    close.set_customerid(snapshot.customerId);
+    close.set_session(snapshot.session);
+    for (auto& t : snapshot.topics) close.add_topics(std::move(t));
+    worker_.links->emitEvent(Event::OnClose, netsvr::cmd::ConnClose, close.SerializeAsString());
+  }
+}
+
+void WsServer::onMessage(Conn& conn, std::string_view data) {
+  conn.lastActive = monotonicSeconds();
+  if (data == worker_.config.customer.heartbeatMessage) {
+    worker_.mark(3);
+    return;
+  }
+  if (!worker_.links->hasReceiver(Event::OnMessage)) return;
+  // Per-connection fixed window (§9.2): the first LimitZeroWindowMaxRequests always pass.
+  const auto& cfg = worker_.config.customer;
+  if (conn.windowCount < 0) {
+    ++conn.windowCount;
+  } else {
+    uint32_t now = uint32_t(time(nullptr));
+    uint32_t window = uint32_t(cfg.limitWindowSize.count() / 1000);
+    if (now - conn.windowStart > window) {
+      conn.windowStart = now;
+      conn.windowCount = 0;
+    }
+    if (conn.windowCount >= cfg.limitWindowMaxRequests) {
+      worker_.mark(13);
+      return;
+    }
+    ++conn.windowCount;
+  }
+  if (!worker_.allowMessage()) {
+    worker_.mark(9);
+    return;
+  }
+  netsvr::transfer::Transfer transfer;
+  transfer.set_uniqid(worker_.uniqIdOf(conn.key));
+  const auto& conns = worker_.table->unlockedData().conns;
+  auto it = conns.find(conn.key);
+  if (it != conns.end()) {
+    const auto& rec = it->second;
+    transfer.set_customerid(rec.customerId.data(), rec.customerId.size());
+    transfer.set_session(rec.session.data(), rec.session.size());
+    for (const auto& t : rec.topics) transfer.add_topics(t.data(), t.size());
+  }
+  transfer.set_data(data.data(), data.size());
+  if (log::enabled(log::Level::Debug))
+    LOG_DEBUG("client %s sent %zu bytes", transfer.uniqid().c_str(), data.size());
+  worker_.links->emitEvent(Event::OnMessage, netsvr::cmd::Transfer, transfer.SerializeAsString());
+}
+
+void WsServer::deliver(Conn& conn, OutMessage* message) {
+  if (conn.phase != Conn::Open) return;
+  size_t frame = message->size + (message->size < 126 ? 2 : message->size < 65536 ? 4 : 10);
+  if (conn.queuedBytes + message->size > uint64_t(worker_.config.customer.sendQueueLimit)) {
+    worker_.mark(11);
+    worker_.mark(12, int64_t(frame));
+    closePolitely(conn, 1008, "send queue full");
+    return;
+  }
+  auto* node = new Conn::OutNode{message, nullptr};
+  ++message->refs;
+  if (conn.outTail) conn.outTail->next = node;
+  else conn.outHead = node;
+  conn.outTail = node;
+  conn.queuedBytes += message->size;
+  worker_.mark(6);
+  worker_.mark(7, int64_t(frame));
+  lws_callback_on_writable(conn.wsi);
+}
+
+void WsServer::deliver(Conn& conn, std::string_view data) {
+  OutMessage* message = OutMessage::make(data);
+  deliver(conn, message);
+  message->release();
+}
+
+void WsServer::closePolitely(Conn& conn, uint16_t code, std::string_view reason) {
+  if (conn.phase != Conn::Open || !conn.wsi) return;
+  conn.phase = Conn::Closing;
+  std::string payload;
+  payload.push_back(char(code >> 8));
+  payload.push_back(char(code & 0xFF));
+  payload.append(reason.substr(0, 123));
+  auto* node = new Conn::OutNode{OutMessage::make(payload, true), nullptr};
+  if (conn.outTail) conn.outTail->next = node;
+  else conn.outHead = node;
+  conn.outTail = node;
+  lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, kCloseGraceSeconds);
+  lws_callback_on_writable(conn.wsi);
+}
+
+int WsServer::onWritable(Conn& conn) {
+  Conn::OutNode* node = conn.outHead;
+  if (!node) return 0;
+  conn.outHead = node->next;
+  if (!conn.outHead) conn.outTail = nullptr;
+  OutMessage* message = node->message;
+  delete node;
+  int rc;
+  if (message->isClose) {
+    rc = lws_write(conn.wsi, message->payload(), message->size, kWriteClose);
+    conn.flags |= Conn::CloseSent;
+  } else {
+    conn.queuedBytes -= message->size;
+    auto type = worker_.config.customer.sendMessageType == 2 ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
+    rc = lws_write(conn.wsi, message->payload(), message->size, type);
+  }
+  message->release();
+  if (rc < 0) return -1;
+  if (conn.outHead) lws_callback_on_writable(conn.wsi);
+  return 0;
+}
+
+void WsServer::onSweep(uv_timer_t* handle) { static_cast<WsServer*>(handle->data)->sweep(); }
+
+void WsServer::sweep() {
+  uint32_t now = monotonicSeconds();
+  for (Conn* c = head_; c;) {
+    Conn* next = c->next;
+    if (c->phase == Conn::Open && now - c->lastActive > heartbeatSeconds_) {
+      closePolitely(*c, 1001, "heartbeat timeout");
+    } else if (c->handshake && now - c->handshake->acceptedAt > handshakeSeconds_) {
+      abandon(*c);  // never completed the upgrade in time (DECISIONS 8)
+    }
+    c = next;
+  }
+  if (worker_.table->fullErrors() && log::enabled(log::Level::Debug))
+    LOG_DEBUG("routing table: %llu writes refused for lack of space",
+              static_cast<unsigned long long>(worker_.table->fullErrors()));
+}
+
+void WsServer::stop(void (*done)(void*), void* arg) {
+  stopDone_ = done;
+  stopArg_ = arg;
+  if (acceptPoll_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(acceptPoll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    acceptPoll_ = nullptr;
+  }
+  for (Conn* c = head_; c;) {
+    Conn* next = c->next;
+    if (c->phase == Conn::Open) closePolitely(*c, 1001, "going away");
+    else abandon(*c);
+    c = next;
+  }
+  checkStopped();
+}
+
+void WsServer::checkStopped() {
+  if (!stopDone_ || head_) return;
+  if (sweepTimer_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(sweepTimer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    sweepTimer_ = nullptr;
+  }
+  auto done = stopDone_;
+  stopDone_ = nullptr;
+  done(stopArg_);
+}
+
+void WsServer::destroyContext() {
+  if (context_) lws_context_destroy(context_);
+  context_ = nullptr;
+}
+
+}  // namespace netsvr

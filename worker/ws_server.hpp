@@ -1,0 +1,126 @@
+// The websocket side of a worker: accepts on the inherited client socket, hands each socket to
+// libwebsockets (on the worker's libuv loop), and keeps the small per-connection state.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+struct lws;
+struct lws_context;
+struct lws_vhost;
+
+namespace netsvr {
+
+struct Worker;
+
+// A message body framed once and shared by every connection it is queued on. The payload sits
+// after LWS_PRE bytes of headroom, where lws writes each connection's frame header.
+struct OutMessage {
+  uint32_t refs;
+  uint32_t size;  // payload bytes
+  bool isClose;   // payload is a close frame's status code and reason
+  unsigned char bytes[1];  // LWS_PRE + size
+
+  static OutMessage* make(std::string_view payload, bool isClose = false);
+  unsigned char* payload() { return bytes + kHeadroom; }
+  void release();
+  static const size_t kHeadroom;
+};
+
+struct Handshake;
+
+struct Conn {
+  enum Phase : uint8_t { Adopting, Http, Open, Closing };
+  enum Flag : uint8_t {
+    InTable = 1,      // visible to commands (completed open processing)
+    CloseSent = 2,    // our close frame is on the wire
+    Destroyed = 4,    // lws freed the wsi while we were still adopting it
+  };
+  struct OutNode {
+    OutMessage* message;
+    OutNode* next;
+  };
+
+  lws* wsi = nullptr;
+  Conn* prev = nullptr;  // every connection of the worker, for the sweep and for stop
+  Conn* next = nullptr;
+  OutNode* outHead = nullptr;
+  OutNode* outTail = nullptr;
+  std::unique_ptr<Handshake> handshake;  // only until open processing is done
+  std::unique_ptr<std::string> partial;  // only while a fragmented message is being read
+  uint64_t key = 0;                      // (acceptTime << 32) | counter, see uniqid.hpp
+  uint32_t lastActive = 0;               // monotonic seconds
+  uint32_t queuedBytes = 0;              // outbound payload bytes waiting in the queue
+  uint32_t windowStart = 0;              // per-connection limiter (§9.2), unix seconds
+  int32_t windowCount = 0;
+  Phase phase = Adopting;
+  uint8_t flags = 0;
+};
+
+class WsServer {
+ public:
+  explicit WsServer(Worker& worker);
+  ~WsServer();
+  WsServer(const WsServer&) = delete;
+  WsServer& operator=(const WsServer&) = delete;
+
+  void start();  // begins accepting on the inherited client socket
+  // Stops accepting and closes every client with 1001; calls done() once all are gone.
+  void stop(void (*done)(void*), void* arg);
+  // Second half of the lws shutdown dance (must run outside the loop, see LWS-NOTES.md).
+  void destroyContext();
+
+  // Queues a data frame (Customer.SendMessageType) unless the connection is closing.
+  void deliver(Conn& conn, OutMessage* message);
+  void deliver(Conn& conn, std::string_view data);
+  // Close frame, then the TCP connection at the latest 2 s later (PROTOCOL.md §6.8).
+  void closePolitely(Conn& conn, uint16_t code, std::string_view reason);
+  // The connection with this key if it lives on this worker and completed opening.
+  Conn* findOpen(uint64_t key) const;
+  template <class F>
+  void forEachOpen(F&& f) {
+    for (Conn* c = head_; c; c = c->next)
+      if (c->phase == Conn::Open && (c->flags & Conn::InTable)) f(*c);
+  }
+  int64_t socketCount() const { return sockets_; }
+
+  // lws glue (public for the C callback).
+  int onLwsEvent(lws* wsi, int reason, void* in, size_t len);
+
+ private:
+  struct PendingAccept;
+  static void onAcceptable(uv_poll_t* handle, int status, int events);
+  static void onPeekable(uv_poll_t* handle, int status, int events);
+  static void onPeekClosed(uv_handle_t* handle);
+  static void onSweep(uv_timer_t* handle);
+  void abandon(Conn& conn);  // drops a socket that has not completed the upgrade
+  void acceptAll();
+  void adopt(Conn* conn, int fd);
+  void link(Conn* conn);
+  void unlink(Conn* conn);
+  void sweep();
+  void openConnection(Conn& conn);
+  void closedConnection(Conn& conn);
+  void onMessage(Conn& conn, std::string_view data);
+  int onWritable(Conn& conn);
+  void freeConn(Conn* conn);
+  void checkStopped();
+
+  Worker& worker_;
+  lws_context* context_ = nullptr;
+  lws_vhost* vhost_ = nullptr;
+  uv_poll_t* acceptPoll_ = nullptr;
+  uv_timer_t* sweepTimer_ = nullptr;
+  Conn* head_ = nullptr;
+  int64_t sockets_ = 0;  // accepted TCP connections still open (Go's online count)
+  void (*stopDone_)(void*) = nullptr;
+  void* stopArg_ = nullptr;
+  uint32_t heartbeatSeconds_ = 120;
+  uint32_t handshakeSeconds_ = 10;
+};
+
+}  // namespace netsvr
