@@ -11,10 +11,12 @@
 #include <cstring>
 #include <ctime>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "common/config.hpp"
 #include "common/log.hpp"
+#include "master/announce.hpp"
 #include "master/listeners.hpp"
 #include "master/pid_file.hpp"
 #include "shm/conn_table.hpp"
@@ -71,6 +73,7 @@ class Master {
   void spawn(int slot);
   int allocateSerial();
   void reap();
+  void retireSerial(int serial, bool announce);
   void releaseSerial(int serial);
   void beginStop();
   void tick();
@@ -86,6 +89,7 @@ class Master {
   uv_signal_t signals_[6]{};
   uv_timer_t tick_{};
   std::vector<Child> children_;
+  std::unordered_map<pid_t, int> announcers_;  // pid -> serial of the dead worker it reads
   uint32_t generation_ = 1;
   int nextSerial_ = 0;
   bool stopping_ = false;
@@ -103,8 +107,16 @@ int Master::run() {
   control_ = shm::ControlSegment::create(shm::controlName(key_));
   (*control_)->masterPid = getpid();
   (*control_)->generation = generation_;
+  (*control_)->startedAt = time(nullptr);
+  snprintf((*control_)->uniqIdPrefix, sizeof (*control_)->uniqIdPrefix, "%08x%04x",
+           config_.task.address.ip, config_.task.address.port);
   (*control_)->limitOnOpen = config_.limitOnOpen;
   (*control_)->limitOnMessage = config_.limitOnMessage;
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  int64_t nowNs = int64_t(now.tv_sec) * 1000000000 + now.tv_nsec;
+  (*control_)->onOpenBucket.bucket.init(config_.limitOnOpen, nowNs);
+  (*control_)->onMessageBucket.bucket.init(config_.limitOnMessage, nowNs);
 
   uv_loop_init(&loop_);
   const int signums[6] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD, SIGUSR1};
@@ -203,7 +215,9 @@ void Master::spawn(int slot) {
   LOG_INFO("started worker slot %d generation %u serial %d pid %d", slot, generation_, serial, pid);
 }
 
-void Master::releaseSerial(int serial) {
+void Master::retireSerial(int serial, bool announce) {
+  auto& info = (*control_)->workers[serial];
+  info.state = uint32_t(shm::WorkerState::Exited);  // no longer read, routed to or counted
   auto& registry = (*control_)->registry;
   {
     shm::RobustLock lock(registry.mutex);
@@ -211,10 +225,31 @@ void Master::releaseSerial(int serial) {
       if (e.used && e.ownerSerial == uint32_t(serial)) e.used = 0;
     registry.version.fetch_add(1);
   }
+  info.bizLinks = 0;
+  if (!announce) {
+    releaseSerial(serial);
+    return;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    log::setProcessTag("announcer");
+    _exit(announceClosedConnections(key_, serial));
+  }
+  if (pid < 0) releaseSerial(serial);
+  else announcers_[pid] = serial;  // the segment stays until the announcer has read it
+}
+
+void Master::releaseSerial(int serial) {
   shm::ConnTable::remove(shm::workerSegmentName(key_, serial));
   auto& info = (*control_)->workers[serial];
+  for (int item = 1; item <= shm::kMetricItems; ++item)  // keep the gateway's totals monotonic
+    (*control_)->retiredMeters[item].fetch_add(info.meters[item].count.load());
   info.pid = 0;
   info.clients = 0;
+  info.sockets = 0;
   info.state = uint32_t(shm::WorkerState::Free);
 }
 
@@ -222,6 +257,11 @@ void Master::reap() {
   int status = 0;
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    if (auto it = announcers_.find(pid); it != announcers_.end()) {
+      releaseSerial(it->second);
+      announcers_.erase(it);
+      continue;
+    }
     for (size_t i = 0; i < children_.size(); ++i) {
       if (children_[i].pid != pid) continue;
       Child child = children_[i];
@@ -235,12 +275,12 @@ void Master::reap() {
         LOG_ERROR("worker slot %d pid %d exited with status %d", child.slot, pid,
                   WIFEXITED(status) ? WEXITSTATUS(status) : -1);
       }
-      releaseSerial(child.serial);
+      retireSerial(child.serial, !clean || !stopping_);
       if (!stopping_ && child.generation == generation_) spawn(child.slot);
       break;
     }
   }
-  if (stopping_ && children_.empty()) uv_stop(&loop_);
+  if (stopping_ && children_.empty() && announcers_.empty()) uv_stop(&loop_);
 }
 
 void Master::beginStop() {

@@ -39,6 +39,8 @@ std::unique_ptr<ControlSegment> ControlSegment::create(const std::string& name) 
   if (base == MAP_FAILED) throw std::runtime_error("mmap " + path + ": " + strerror(errno));
   auto* block = new (base) ControlBlock();
   block->registry.mutex.init();
+  block->onOpenBucket.mutex.init();
+  block->onMessageBucket.mutex.init();
   block->magic = kControlMagic;
   block->layoutVersion = kLayoutVersion;
   return std::unique_ptr<ControlSegment>(new ControlSegment(base, size));

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "common/token_bucket.hpp"
 #include "common/uniqid.hpp"
 #include "shm/robust_mutex.hpp"
 
@@ -25,6 +26,12 @@ const char* workerStateName(WorkerState state);
 struct MeterSlot {
   std::atomic<int64_t> count{0};
   std::atomic<double> rate1{0}, rate5{0}, rate15{0};  // events per second (EWMA)
+};
+
+// A token bucket shared by all workers; its rate is ControlBlock::limitOn*.
+struct SharedBucket {
+  RobustMutex mutex;
+  TokenBucket bucket;
 };
 
 // Indexed by worker serial (the high byte of every uniqId counter the worker hands out).
@@ -65,8 +72,13 @@ struct ControlBlock {
   uint32_t layoutVersion = 0;
   std::atomic<int32_t> masterPid{0};
   std::atomic<uint32_t> generation{0};  // the newest generation started by the master
+  char uniqIdPrefix[16] = {};              // 12 hex chars: the task address of every uniqId
+  std::atomic<int64_t> startedAt{0};       // unix seconds, for the meters' mean rate
   std::atomic<int32_t> limitOnOpen{0};     // current global token-bucket rates (Limit command)
   std::atomic<int32_t> limitOnMessage{0};
+  SharedBucket onOpenBucket;               // §9.1, global for the whole gateway
+  SharedBucket onMessageBucket;
+  std::atomic<int64_t> retiredMeters[kMetricItems + 1];  // counts of workers that are gone
   WorkerInfo workers[kMaxWorkerSerials];
   BizRegistry registry;
 };

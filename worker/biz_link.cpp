@@ -8,6 +8,7 @@
 
 #include "common/log.hpp"
 #include "worker/peer_links.hpp"
+#include "worker/router.hpp"
 #include "worker/worker.hpp"
 
 namespace netsvr {
@@ -122,11 +123,16 @@ void BizLink::processPackets() {
   if (!paused_) decoder_.shrinkIfIdle();
 }
 
-void BizLink::pause() { paused_ = true; }
+void BizLink::pause() {
+  if (paused_ || closing_) return;
+  paused_ = true;
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));  // the kernel buffers meanwhile
+}
 
 void BizLink::resume() {
   if (!paused_ || closing_) return;
   paused_ = false;
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), onAlloc, onRead);
   processPackets();
 }
 
@@ -234,7 +240,10 @@ BizLink* BizLinks::find(uint32_t id) const {
 
 void BizLinks::onLinkClosed(BizLink& link) {
   links_.erase(link.id);
-  if (link.port == BizLink::Port::Task) worker.info().taskLinks.fetch_sub(1);
+  if (link.port == BizLink::Port::Task) {
+    worker.info().taskLinks.fetch_sub(1);
+    onTaskLinkClosed(link.id);
+  }
   if (link.events) removeFromRegistry(link.id);
 }
 

@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "cmd.pb.h"
 #include "common/log.hpp"
 #include "shm/names.hpp"
 #include "worker/biz_link.hpp"
@@ -73,6 +74,7 @@ void PeerLinks::forget(Link* link) {
   if (link->serial >= 0) {
     auto it = outbound_.find(link->serial);
     if (it != outbound_.end() && it->second == link) outbound_.erase(it);
+    onPeerGone(worker_, link->serial);  // nothing more will be acknowledged by it
   }
 }
 
@@ -121,7 +123,25 @@ void PeerLinks::onConnection(uv_stream_t* server, int status) {
 
 void PeerLinks::dispatch(uint32_t cmd, std::string_view body) {
   switch (cmd) {
-    case kPeerTask: runForwardedTask(worker_, body); break;
+    case kPeerTask: {
+      if (body.size() < 8) break;
+      int sender = int(readBe32(body.data()));
+      uint32_t requestId = readBe32(body.data() + 4);
+      runForwardedTask(worker_, body.substr(8));
+      if (requestId) {
+        char id[4];
+        writeBe32(id, requestId);
+        send(sender, kPeerAck, {}, std::string_view(id, 4));
+      }
+      break;
+    }
+    case kPeerClosed:
+      worker_.mark(2);
+      worker_.links->emitEvent(Event::OnClose, netsvr::cmd::ConnClose, std::string(body));
+      break;
+    case kPeerAck:
+      if (body.size() >= 4) onPeerAck(worker_, readBe32(body.data()));
+      break;
     case kPeerEvent:
       if (body.size() >= 4)
         worker_.links->deliverFromPeer(readBe32(body.data()), std::string(body.substr(4)));
@@ -193,8 +213,11 @@ bool PeerLinks::send(int serial, uint32_t cmd, std::string_view head, std::strin
   return true;
 }
 
-bool PeerLinks::sendTask(int serial, std::string_view taskPayload) {
-  return send(serial, kPeerTask, {}, taskPayload);
+bool PeerLinks::sendTask(int serial, uint32_t requestId, std::string_view taskPayload) {
+  char head[8];
+  writeBe32(head, uint32_t(worker_.serial));
+  writeBe32(head + 4, requestId);
+  return send(serial, kPeerTask, std::string_view(head, 8), taskPayload);
 }
 
 bool PeerLinks::sendEvent(int serial, uint32_t linkId, std::string_view packet) {

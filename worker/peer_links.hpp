@@ -17,8 +17,12 @@ namespace netsvr {
 struct Worker;
 
 enum PeerCmd : uint32_t {
-  kPeerTask = 1,   // body: a task-port payload (cmd + protobuf) to run on the receiver's clients
+  // body: [u32 sender serial][u32 request id][task payload: cmd + protobuf] to run on the
+  // receiver's clients; a request id other than 0 asks for a kPeerAck once it is applied.
+  kPeerTask = 1,
   kPeerEvent = 2,  // body: [u32 linkId][framed event packet] for one of the receiver's links
+  kPeerAck = 3,    // body: [u32 request id]
+  kPeerClosed = 4, // body: a ConnClose of a dead worker's client, to send to the business
 };
 
 class PeerLinks {
@@ -27,7 +31,7 @@ class PeerLinks {
   void start();  // listens on this worker's abstract socket
   void stop();
 
-  bool sendTask(int serial, std::string_view taskPayload);
+  bool sendTask(int serial, uint32_t requestId, std::string_view taskPayload);
   bool sendEvent(int serial, uint32_t linkId, std::string_view packet);
 
  private:

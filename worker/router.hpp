@@ -48,5 +48,9 @@ class Router {
 
 // Runs a task payload forwarded by another worker, on this worker's clients only.
 void runForwardedTask(Worker& worker, std::string_view payload);
+// Acknowledgements of forwarded writes (task_port.cpp).
+void onPeerAck(Worker& worker, uint32_t requestId);
+void onPeerGone(Worker& worker, int serial);
+void onTaskLinkClosed(uint32_t linkId);
 
 }  // namespace netsvr

@@ -1,84 +1,15 @@
-// Task port (PROTOCOL.md §4): one table maps every Cmd to its handler. A handler runs either
-// for a business link (it routes: acts on this worker's clients and forwards to the owners of
-// the others) or for a peer that forwarded the payload (it acts on this worker's clients only).
-#include <google/protobuf/message_lite.h>
-
-#include "broadcast.pb.h"
+// Task port (PROTOCOL.md §4): one table maps every Cmd to its handler, and every packet of a
+// link is processed strictly in arrival order (DECISIONS 5). A command whose writes another
+// worker applies pauses its link until that worker acknowledges.
 #include "cmd.pb.h"
 #include "common/log.hpp"
-#include "singleCast.pb.h"
-#include "uniqIdCountResp.pb.h"
-#include "uniqIdListResp.pb.h"
-#include "worker/biz_link.hpp"
 #include "worker/peer_links.hpp"
-#include "worker/router.hpp"
-#include "worker/worker.hpp"
-#include "worker/ws_server.hpp"
+#include "worker/task_context.hpp"
+
+#include <unordered_map>
 
 namespace netsvr {
 namespace {
-
-struct TaskContext {
-  Worker& worker;
-  BizLink* link;             // nullptr when a peer forwarded the payload
-  uint32_t cmd;
-  std::string_view payload;  // cmd + body, forwarded as is
-  bool forwarded() const { return link == nullptr; }
-  void reply(const google::protobuf::MessageLite& message) const {
-    if (link) link->send(encodePacket(cmd, message.SerializeAsString()));
-  }
-};
-
-template <class M>
-bool parse(M& message, std::string_view body) {
-  return message.ParseFromArray(body.data(), int(body.size()));
-}
-
-// --- fire-and-forget ----------------------------------------------------------------------
-
-void singleCast(TaskContext& ctx, std::string_view body) {
-  netsvr::singleCast::SingleCast req;
-  if (!parse(req, body) || req.uniqid().empty() || req.data().empty()) return;
-  uint64_t key;
-  int owner = ctx.worker.router->ownerOf(req.uniqid(), key);
-  if (owner < 0) return;
-  if (owner == ctx.worker.serial) {
-    if (Conn* conn = ctx.worker.ws->findOpen(key)) ctx.worker.ws->deliver(*conn, req.data());
-  } else if (!ctx.forwarded() && ctx.worker.router->isLive(owner)) {
-    ctx.worker.peers->sendTask(owner, ctx.payload);
-  }
-}
-
-void broadcast(TaskContext& ctx, std::string_view body) {
-  netsvr::broadcast::Broadcast req;
-  if (!parse(req, body) || req.data().empty()) return;
-  OutMessage* message = OutMessage::make(req.data());  // framed once for every client
-  ctx.worker.ws->forEachOpen([&](Conn& conn) { ctx.worker.ws->deliver(conn, message); });
-  message->release();
-  if (!ctx.forwarded()) ctx.worker.router->forwardToOthers(ctx.payload);
-}
-
-// --- request/response ----------------------------------------------------------------------
-
-void uniqIdCount(TaskContext& ctx, std::string_view) {
-  int64_t count = 0;
-  ctx.worker.router->forEachTable([&](int, const shm::TableData& t) { count += int64_t(t.conns.size()); });
-  netsvr::uniqIdCountResp::UniqIdCountResp resp;
-  resp.set_count(int32_t(count));
-  ctx.reply(resp);
-}
-
-void uniqIdList(TaskContext& ctx, std::string_view) {
-  netsvr::uniqIdListResp::UniqIdListResp resp;
-  ctx.worker.router->forEachTable([&](int, const shm::TableData& t) {
-    for (const auto& [key, rec] : t.conns) resp.add_uniqids(ctx.worker.uniqIdOf(key));
-  });
-  ctx.reply(resp);
-}
-
-void notYetImplemented(TaskContext& ctx, std::string_view) {
-  LOG_WARN("task cmd %u is not implemented yet; ignored", ctx.cmd);
-}
 
 using Handler = void (*)(TaskContext&, std::string_view body);
 struct CmdSpec {
@@ -86,57 +17,112 @@ struct CmdSpec {
   Handler handler;
 };
 
-// Every command of the task port. Anything else closes the link (§2.3).
 const CmdSpec kCommands[] = {
-    {netsvr::cmd::ConnInfoUpdate, notYetImplemented},
-    {netsvr::cmd::ConnInfoDelete, notYetImplemented},
-    {netsvr::cmd::Broadcast, broadcast},
-    {netsvr::cmd::Multicast, notYetImplemented},
-    {netsvr::cmd::MulticastByCustomerId, notYetImplemented},
-    {netsvr::cmd::SingleCast, singleCast},
-    {netsvr::cmd::SingleCastBulk, notYetImplemented},
-    {netsvr::cmd::SingleCastByCustomerId, notYetImplemented},
-    {netsvr::cmd::SingleCastBulkByCustomerId, notYetImplemented},
-    {netsvr::cmd::TopicSubscribe, notYetImplemented},
-    {netsvr::cmd::TopicUnsubscribe, notYetImplemented},
-    {netsvr::cmd::TopicDelete, notYetImplemented},
-    {netsvr::cmd::TopicPublish, notYetImplemented},
-    {netsvr::cmd::TopicPublishBulk, notYetImplemented},
-    {netsvr::cmd::ForceOffline, notYetImplemented},
-    {netsvr::cmd::ForceOfflineByCustomerId, notYetImplemented},
-    {netsvr::cmd::ForceOfflineGuest, notYetImplemented},
-    {netsvr::cmd::CheckOnline, notYetImplemented},
-    {netsvr::cmd::CustomerIdList, notYetImplemented},
-    {netsvr::cmd::CustomerIdCount, notYetImplemented},
-    {netsvr::cmd::UniqIdList, uniqIdList},
-    {netsvr::cmd::UniqIdCount, uniqIdCount},
-    {netsvr::cmd::TopicList, notYetImplemented},
-    {netsvr::cmd::TopicCount, notYetImplemented},
-    {netsvr::cmd::TopicUniqIdList, notYetImplemented},
-    {netsvr::cmd::TopicUniqIdCount, notYetImplemented},
-    {netsvr::cmd::TopicCustomerIdList, notYetImplemented},
-    {netsvr::cmd::TopicCustomerIdToUniqIdsList, notYetImplemented},
-    {netsvr::cmd::TopicCustomerIdCount, notYetImplemented},
-    {netsvr::cmd::ConnInfo, notYetImplemented},
-    {netsvr::cmd::ConnInfoByCustomerId, notYetImplemented},
-    {netsvr::cmd::Metrics, notYetImplemented},
-    {netsvr::cmd::Limit, notYetImplemented},
+    {netsvr::cmd::ConnInfoUpdate, cmdConnInfoUpdate},
+    {netsvr::cmd::ConnInfoDelete, cmdConnInfoDelete},
+    {netsvr::cmd::Broadcast, cmdBroadcast},
+    {netsvr::cmd::Multicast, cmdMulticast},
+    {netsvr::cmd::MulticastByCustomerId, cmdMulticastByCustomerId},
+    {netsvr::cmd::SingleCast, cmdSingleCast},
+    {netsvr::cmd::SingleCastBulk, cmdSingleCastBulk},
+    {netsvr::cmd::SingleCastByCustomerId, cmdSingleCastByCustomerId},
+    {netsvr::cmd::SingleCastBulkByCustomerId, cmdSingleCastBulkByCustomerId},
+    {netsvr::cmd::TopicSubscribe, cmdTopicSubscribe},
+    {netsvr::cmd::TopicUnsubscribe, cmdTopicUnsubscribe},
+    {netsvr::cmd::TopicDelete, cmdTopicDelete},
+    {netsvr::cmd::TopicPublish, cmdTopicPublish},
+    {netsvr::cmd::TopicPublishBulk, cmdTopicPublishBulk},
+    {netsvr::cmd::ForceOffline, cmdForceOffline},
+    {netsvr::cmd::ForceOfflineByCustomerId, cmdForceOfflineByCustomerId},
+    {netsvr::cmd::ForceOfflineGuest, cmdForceOfflineGuest},
+    {netsvr::cmd::CheckOnline, cmdCheckOnline},
+    {netsvr::cmd::CustomerIdList, cmdCustomerIdList},
+    {netsvr::cmd::CustomerIdCount, cmdCustomerIdCount},
+    {netsvr::cmd::UniqIdList, cmdUniqIdList},
+    {netsvr::cmd::UniqIdCount, cmdUniqIdCount},
+    {netsvr::cmd::TopicList, cmdTopicList},
+    {netsvr::cmd::TopicCount, cmdTopicCount},
+    {netsvr::cmd::TopicUniqIdList, cmdTopicUniqIdList},
+    {netsvr::cmd::TopicUniqIdCount, cmdTopicUniqIdCount},
+    {netsvr::cmd::TopicCustomerIdList, cmdTopicCustomerIdList},
+    {netsvr::cmd::TopicCustomerIdToUniqIdsList, cmdTopicCustomerIdToUniqIdsList},
+    {netsvr::cmd::TopicCustomerIdCount, cmdTopicCustomerIdCount},
+    {netsvr::cmd::ConnInfo, cmdConnInfo},
+    {netsvr::cmd::ConnInfoByCustomerId, cmdConnInfoByCustomerId},
+    {netsvr::cmd::Metrics, cmdMetrics},
+    {netsvr::cmd::Limit, cmdLimit},
 };
 
 const CmdSpec* findCommand(uint32_t cmd) {
+  // Cmd values sit in two dense runs: 900002001.. (class A/B) and 900003003.. (class C).
   for (const auto& spec : kCommands)
     if (spec.cmd == cmd) return &spec;
   return nullptr;
 }
 
+// Acknowledgements a paused task link waits for.
+struct Waiting {
+  uint32_t linkId;
+  int serial;
+  uint64_t sinceMs;
+};
+std::unordered_map<uint32_t, Waiting> gWaiting;  // by request id
+std::unordered_map<uint32_t, uint32_t> gWaitingPerLink;
+uint32_t gNextRequestId = 1;
+uv_timer_t* gWaitTimer = nullptr;
+constexpr uint64_t kAckTimeoutMs = 5000;  // a peer that neither answers nor dies
+
+void release(Worker& worker, uint32_t requestId) {
+  auto it = gWaiting.find(requestId);
+  if (it == gWaiting.end()) return;
+  uint32_t linkId = it->second.linkId;
+  gWaiting.erase(it);
+  if (--gWaitingPerLink[linkId] > 0) return;
+  gWaitingPerLink.erase(linkId);
+  if (BizLink* link = worker.links->find(linkId)) link->resume();
+}
+
+void checkWaitTimeouts(Worker& worker) {
+  uint64_t now = uv_now(worker.loop);
+  std::vector<uint32_t> expired;
+  for (const auto& [id, w] : gWaiting)
+    if (now - w.sinceMs > kAckTimeoutMs) expired.push_back(id);
+  for (uint32_t id : expired) {
+    LOG_WARN("worker serial %d did not acknowledge request %u in %llu ms", gWaiting[id].serial, id,
+             static_cast<unsigned long long>(kAckTimeoutMs));
+    release(worker, id);
+  }
+}
+
 }  // namespace
+
+void TaskContext::forward(int serial, bool ack) {
+  uint32_t requestId = 0;
+  if (ack) {
+    requestId = gNextRequestId++;
+    if (requestId == 0) requestId = gNextRequestId++;
+  }
+  if (!worker.peers->sendTask(serial, requestId, payload)) return;
+  if (ack) {
+    gWaiting[requestId] = Waiting{link->id, serial, uv_now(worker.loop)};
+    ++gWaitingPerLink[link->id];
+    if (!gWaitTimer) {
+      gWaitTimer = new uv_timer_t;
+      uv_timer_init(worker.loop, gWaitTimer);
+      gWaitTimer->data = &worker;
+      uv_unref(reinterpret_cast<uv_handle_t*>(gWaitTimer));
+      uv_timer_start(gWaitTimer, [](uv_timer_t* t) { checkWaitTimeouts(*static_cast<Worker*>(t->data)); }, 1000, 1000);
+    }
+  }
+}
 
 bool handleTaskPacket(Worker& worker, BizLink& link, uint32_t cmd, std::string_view body) {
   const CmdSpec* spec = findCommand(cmd);
   if (!spec) return false;
   std::string_view payload(body.data() - kCmdSize, body.size() + kCmdSize);
-  TaskContext ctx{worker, &link, cmd, payload};
+  TaskContext ctx{worker, &link, cmd, payload, {}};
   spec->handler(ctx, body);
+  if (gWaitingPerLink.count(link.id)) link.pause();
   return true;
 }
 
@@ -146,8 +132,23 @@ void runForwardedTask(Worker& worker, std::string_view payload) {
   if (!splitCommand(payload, cmd, body)) return;
   const CmdSpec* spec = findCommand(cmd);
   if (!spec) return;
-  TaskContext ctx{worker, nullptr, cmd, payload};
+  TaskContext ctx{worker, nullptr, cmd, payload, {}};
   spec->handler(ctx, body);
+}
+
+void onPeerAck(Worker& worker, uint32_t requestId) { release(worker, requestId); }
+
+void onPeerGone(Worker& worker, int serial) {
+  std::vector<uint32_t> ids;
+  for (const auto& [id, w] : gWaiting)
+    if (w.serial == serial) ids.push_back(id);
+  for (uint32_t id : ids) release(worker, id);
+}
+
+void onTaskLinkClosed(uint32_t linkId) {
+  if (!gWaitingPerLink.erase(linkId)) return;
+  for (auto it = gWaiting.begin(); it != gWaiting.end();)
+    it = it->second.linkId == linkId ? gWaiting.erase(it) : std::next(it);
 }
 
 }  // namespace netsvr

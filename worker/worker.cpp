@@ -9,6 +9,7 @@
 #include <random>
 
 #include "common/log.hpp"
+#include "common/meter.hpp"
 #include "shm/names.hpp"
 #include "worker/biz_link.hpp"
 #include "worker/peer_links.hpp"
@@ -30,6 +31,24 @@ std::string Worker::uniqIdOf(uint64_t key) const {
   static constexpr char kDigits[] = "0123456789abcdef";
   for (int shift = 60; shift >= 0; shift -= 4) out.push_back(kDigits[(key >> shift) & 15]);
   return out;
+}
+
+namespace {
+bool takeToken(shm::SharedBucket& shared, int32_t rate) {
+  if (rate <= 0) return true;
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  shm::RobustLock lock(shared.mutex);
+  return shared.bucket.take(rate, int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec);
+}
+}  // namespace
+
+bool Worker::allowOpen() const {
+  return takeToken((*control)->onOpenBucket, (*control)->limitOnOpen.load(std::memory_order_relaxed));
+}
+
+bool Worker::allowMessage() const {
+  return takeToken((*control)->onMessageBucket, (*control)->limitOnMessage.load(std::memory_order_relaxed));
 }
 
 int64_t Worker::onlineSockets() const {
@@ -65,6 +84,10 @@ class WorkerProcess {
     }
     uv_timer_init(&loop_, &drainTimer_);
     drainTimer_.data = this;
+    uv_timer_init(&loop_, &meterTimer_);
+    meterTimer_.data = this;
+    uint64_t tickMs = uint64_t(kMeterTickSeconds * 1000);
+    uv_timer_start(&meterTimer_, [](uv_timer_t* t) { static_cast<WorkerProcess*>(t->data)->tickMeters(); }, tickMs, tickMs);
     peers_.start();
     links_.start();
     ws_.start();
@@ -115,6 +138,19 @@ class WorkerProcess {
     ws_.destroyContext();
     for (auto& s : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&s), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&drainTimer_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&meterTimer_), nullptr);
+  }
+
+  // Each worker keeps the moving averages of its own meters; Metrics sums them (§10).
+  void tickMeters() {
+    for (int item = 1; item <= shm::kMetricItems; ++item) {
+      if (!w_.metricEnabled[item]) continue;
+      auto& slot = w_.info().meters[item];
+      rates_[item].tick(slot.count.load(std::memory_order_relaxed));
+      slot.rate1.store(rates_[item].m1.rate, std::memory_order_relaxed);
+      slot.rate5.store(rates_[item].m5.rate, std::memory_order_relaxed);
+      slot.rate15.store(rates_[item].m15.rate, std::memory_order_relaxed);
+    }
   }
 
   bool flushed() const;
@@ -123,6 +159,8 @@ class WorkerProcess {
   uv_loop_t loop_{};
   uv_signal_t signals_[4]{};
   uv_timer_t drainTimer_{};
+  uv_timer_t meterTimer_{};
+  MeterRates rates_[shm::kMetricItems + 1];
   uint64_t drainStartedMs_ = 0;
   WsServer ws_;
   BizLinks links_;

@@ -64,8 +64,9 @@ struct Worker {
   std::string uniqIdOf(uint64_t key) const;
   // Accepted client sockets on every worker (Go's online count, §6.4 step 2).
   int64_t onlineSockets() const;
-  // The global OnMessage token bucket (§9.1).
-  bool allowMessage() { return true; }
+  // The global OnOpen and OnMessage token buckets (§9.1), shared by every worker.
+  bool allowOpen() const;
+  bool allowMessage() const;
 };
 
 // Monotonic seconds since an arbitrary start (for heartbeat arithmetic).

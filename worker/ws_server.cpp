@@ -405,6 +405,12 @@ void WsServer::openConnection(Conn& conn) {
     closePolitely(conn, 1013, "open rate limited, try again later");
     return;
   }
+  if (!worker_.allowOpen()) {
+    worker_.mark(8);
+    conn.phase = Conn::Open;
+    closePolitely(conn, 1013, "open rate limited, try again later");
+    return;
+  }
   if (!worker_.table->insert(conn.key, reinterpret_cast<uint64_t>(&conn))) {
     conn.phase = Conn::Open;
     closePolitely(conn, 1013, "server busy, try again later");
@@ -413,7 +419,7 @@ void WsServer::openConnection(Conn& conn) {
   conn.flags |= Conn::InTable;
   conn.phase = Conn::Open;
   conn.lastActive = monotonicSeconds();
-  conn.windowCount = -cfg.limitZeroWindowMaxRequests;
+  conn.window.init(cfg.limitZeroWindowMaxRequests);
   worker_.info().clients.fetch_add(1, std::memory_order_relaxed);
   worker_.mark(1);
 
@@ -454,22 +460,11 @@ void WsServer::onMessage(Conn& conn, std::string_view data) {
     return;
   }
   if (!worker_.links->hasReceiver(Event::OnMessage)) return;
-  // Per-connection fixed window (§9.2): the first LimitZeroWindowMaxRequests always pass.
   const auto& cfg = worker_.config.customer;
-  if (conn.windowCount < 0) {
-    ++conn.windowCount;
-  } else {
-    uint32_t now = uint32_t(time(nullptr));
-    uint32_t window = uint32_t(cfg.limitWindowSize.count() / 1000);
-    if (now - conn.windowStart > window) {
-      conn.windowStart = now;
-      conn.windowCount = 0;
-    }
-    if (conn.windowCount >= cfg.limitWindowMaxRequests) {
-      worker_.mark(13);
-      return;
-    }
-    ++conn.windowCount;
+  if (!conn.window.allow(uint32_t(time(nullptr)), uint32_t(cfg.limitWindowSize.count() / 1000),
+                         cfg.limitWindowMaxRequests)) {
+    worker_.mark(13);
+    return;
   }
   if (!worker_.allowMessage()) {
     worker_.mark(9);

@@ -4,6 +4,8 @@
 
 #include <uv.h>
 
+#include "common/token_bucket.hpp"
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -55,8 +57,7 @@ struct Conn {
   uint64_t key = 0;                      // (acceptTime << 32) | counter, see uniqid.hpp
   uint32_t lastActive = 0;               // monotonic seconds
   uint32_t queuedBytes = 0;              // outbound payload bytes waiting in the queue
-  uint32_t windowStart = 0;              // per-connection limiter (§9.2), unix seconds
-  int32_t windowCount = 0;
+  FixedWindow window;                    // per-connection limiter (§9.2)
   Phase phase = Adopting;
   uint8_t flags = 0;
 };

@@ -1,0 +1,42 @@
+// The meters of PROTOCOL.md §10 (rcrowley/go-metrics): exponentially weighted moving averages
+// ticked every 5 s. Pure code.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace netsvr {
+
+inline constexpr double kMeterTickSeconds = 5.0;
+
+struct Ewma {
+  double alpha;
+  double rate = 0;  // events per second
+  bool started = false;
+
+  explicit Ewma(double minutes) : alpha(1 - std::exp(-kMeterTickSeconds / 60.0 / minutes)) {}
+  // `events` happened during the last tick.
+  void tick(int64_t events) {
+    double instant = double(events) / kMeterTickSeconds;
+    if (started) {
+      rate += alpha * (instant - rate);
+    } else {
+      rate = instant;  // the first tick takes the instantaneous rate
+      started = true;
+    }
+  }
+};
+
+struct MeterRates {
+  Ewma m1{1}, m5{5}, m15{15};
+  int64_t lastCount = 0;
+  void tick(int64_t count) {
+    int64_t events = count - lastCount;
+    lastCount = count;
+    m1.tick(events);
+    m5.tick(events);
+    m15.tick(events);
+  }
+};
+
+}  // namespace netsvr

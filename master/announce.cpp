@@ -1,0 +1,99 @@
+#include "master/announce.hpp"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "common/log.hpp"
+#include "common/packet.hpp"
+#include "connClose.pb.h"
+#include "shm/conn_table.hpp"
+#include "shm/control.hpp"
+#include "shm/names.hpp"
+#include "worker/peer_links.hpp"
+
+namespace netsvr {
+namespace {
+
+constexpr auto kWaitForLiveWorker = std::chrono::seconds(5);
+
+int connectToLiveWorker(const std::string& key, shm::ControlBlock& control, int deadSerial) {
+  auto deadline = std::chrono::steady_clock::now() + kWaitForLiveWorker;
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (int serial = 0; serial < kMaxWorkerSerials; ++serial) {
+      if (serial == deadSerial) continue;
+      auto& info = control.workers[serial];
+      if (info.state.load() != uint32_t(shm::WorkerState::Running)) continue;
+      std::string name = shm::peerSocketName(key, serial, info.incarnation.load());
+      sockaddr_un addr{};
+      addr.sun_family = AF_UNIX;
+      size_t n = std::min(name.size(), sizeof addr.sun_path - 2);
+      memcpy(addr.sun_path + 1, name.data(), n);
+      int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&addr), socklen_t(offsetof(sockaddr_un, sun_path) + 1 + n)) == 0)
+        return fd;
+      if (fd >= 0) close(fd);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the slot is being respawned
+  }
+  return -1;
+}
+
+bool writeAll(int fd, const std::string& data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += size_t(n);
+  }
+  return true;
+}
+
+}  // namespace
+
+int announceClosedConnections(const std::string& key, int deadSerial) {
+  std::string error;
+  auto control = shm::ControlSegment::open(shm::controlName(key), error);
+  auto table = control ? shm::ConnTable::open(shm::workerSegmentName(key, deadSerial), false, error) : nullptr;
+  if (!table) {
+    LOG_ERROR("cannot read the table of dead worker serial %d: %s", deadSerial, error.c_str());
+    return 1;
+  }
+  char prefix[16];
+  std::string out;
+  size_t count = 0;
+  auto collect = [&](const shm::TableData& data) {
+    for (const auto& [k, rec] : data.conns) {
+      netsvr::connClose::ConnClose close;
+      char id[32];
+      // uniqId = task address prefix + key; the prefix is in any worker's config, but the key's
+      // owner byte already says which gateway this is, so take it from the control block.
+      snprintf(id, sizeof id, "%s%016llx", prefix, static_cast<unsigned long long>(k));
+      close.set_uniqid(id);
+      close.set_customerid(rec.customerId.data(), rec.customerId.size());
+      close.set_session(rec.session.data(), rec.session.size());
+      for (const auto& t : rec.topics) close.add_topics(t.data(), t.size());
+      appendPacket(out, kPeerClosed, close.SerializeAsString());
+      ++count;
+    }
+  };
+  snprintf(prefix, sizeof prefix, "%s", (*control)->uniqIdPrefix);
+  // The owner may have died holding its lock: the table is then read as it was left.
+  if (!table->read(collect)) collect(table->unlockedData());
+  if (count == 0) return 0;
+  int fd = connectToLiveWorker(key, control->block(), deadSerial);
+  if (fd < 0 || !writeAll(fd, out)) {
+    LOG_ERROR("could not hand %zu ConnClose events of dead worker serial %d to a live worker", count, deadSerial);
+    return 1;
+  }
+  close(fd);
+  LOG_INFO("announced %zu connections of dead worker serial %d as closed", count, deadSerial);
+  return 0;
+}
+
+}  // namespace netsvr

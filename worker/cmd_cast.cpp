@@ -1,0 +1,151 @@
+// Fire-and-forget deliveries (PROTOCOL.md §4.4, class A). Each crosses once to each worker that
+// holds targets, and each worker frames a shared message once for all of its clients.
+#include "broadcast.pb.h"
+#include "multicast.pb.h"
+#include "multicastByCustomerId.pb.h"
+#include "singleCast.pb.h"
+#include "singleCastBulk.pb.h"
+#include "singleCastBulkByCustomerId.pb.h"
+#include "singleCastByCustomerId.pb.h"
+#include "topicPublish.pb.h"
+#include "topicPublishBulk.pb.h"
+#include "worker/task_context.hpp"
+
+namespace netsvr {
+namespace {
+
+// Owns one reference to a shared message.
+struct Shared {
+  explicit Shared(std::string_view data) : message(OutMessage::make(data)) {}
+  ~Shared() { message->release(); }
+  Shared(const Shared&) = delete;
+  Shared& operator=(const Shared&) = delete;
+  OutMessage* message;
+};
+
+template <class Range>
+bool hasAnyCustomer(const shm::TableData& t, const Range& ids) {
+  for (const auto& id : ids)
+    if (!id.empty() && t.byCustomer.find(std::string_view(id), shm::StableHash(), shm::StringEqual()) != t.byCustomer.end())
+      return true;
+  return false;
+}
+
+template <class Range>
+bool hasAnyTopic(const shm::TableData& t, const Range& topics) {
+  for (const auto& topic : topics)
+    if (!topic.empty() && t.byTopic.find(std::string_view(topic), shm::StableHash(), shm::StringEqual()) != t.byTopic.end())
+      return true;
+  return false;
+}
+
+// The local connection of a uniqId owned by this worker, if open.
+Conn* localConn(Worker& w, std::string_view uniqId) {
+  uint64_t key;
+  int owner = w.router->ownerOf(uniqId, key);
+  return owner == w.serial ? w.ws->findOpen(key) : nullptr;
+}
+
+// The three pairing rules of the bulk commands (§4.4): 1 target with N data, N targets with N
+// data, anything else dropped. Empty data items are skipped in every rule (DECISIONS 7).
+template <class Targets, class Data, class Send>
+void bulkPairs(const Targets& targets, const Data& data, Send&& send) {
+  if (targets.size() == 1 && data.size() > 1) {
+    for (const auto& d : data)
+      if (!d.empty() && !send(targets[0], d)) break;
+  } else if (targets.size() > 0 && targets.size() == data.size()) {
+    for (int i = 0; i < targets.size(); ++i)
+      if (!data[i].empty()) send(targets[i], data[i]);
+  }
+}
+
+}  // namespace
+
+void cmdBroadcast(TaskContext& ctx, std::string_view body) {
+  netsvr::broadcast::Broadcast req;
+  if (!parseBody(req, body) || req.data().empty()) return;
+  if (ctx.routing()) ctx.forwardWhere([](const shm::TableData& t) { return !t.conns.empty(); }, false);
+  Shared shared(req.data());
+  ctx.worker.ws->forEachOpen([&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
+}
+
+void cmdSingleCast(TaskContext& ctx, std::string_view body) {
+  netsvr::singleCast::SingleCast req;
+  if (!parseBody(req, body) || req.uniqid().empty() || req.data().empty()) return;
+  ctx.forwardToOwners(std::array<std::string_view, 1>{req.uniqid()}, false);
+  if (Conn* conn = localConn(ctx.worker, req.uniqid())) ctx.worker.ws->deliver(*conn, req.data());
+}
+
+void cmdMulticast(TaskContext& ctx, std::string_view body) {
+  netsvr::multicast::Multicast req;
+  if (!parseBody(req, body) || req.data().empty() || req.uniqids().empty()) return;
+  ctx.forwardToOwners(req.uniqids(), false);
+  Shared shared(req.data());
+  for (const auto& id : req.uniqids())  // duplicates are delivered twice, as in Go
+    if (Conn* conn = localConn(ctx.worker, id)) ctx.worker.ws->deliver(*conn, shared.message);
+}
+
+void cmdMulticastByCustomerId(TaskContext& ctx, std::string_view body) {
+  netsvr::multicastByCustomerId::MulticastByCustomerId req;
+  if (!parseBody(req, body) || req.data().empty()) return;
+  ctx.forwardWhere([&](const shm::TableData& t) { return hasAnyCustomer(t, req.customerids()); }, false);
+  std::vector<std::string_view> distinct;
+  for (const auto& id : req.customerids())
+    if (!id.empty() && std::find(distinct.begin(), distinct.end(), id) == distinct.end()) distinct.push_back(id);
+  Shared shared(req.data());
+  for (auto id : distinct)
+    forEachLocalOfCustomer(ctx.worker, id, [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
+}
+
+void cmdSingleCastByCustomerId(TaskContext& ctx, std::string_view body) {
+  netsvr::singleCastByCustomerId::SingleCastByCustomerId req;
+  if (!parseBody(req, body) || req.customerid().empty() || req.data().empty()) return;
+  ctx.forwardWhere([&](const shm::TableData& t) { return hasAnyCustomer(t, std::array<std::string_view, 1>{req.customerid()}); }, false);
+  Shared shared(req.data());
+  forEachLocalOfCustomer(ctx.worker, req.customerid(), [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
+}
+
+void cmdSingleCastBulk(TaskContext& ctx, std::string_view body) {
+  netsvr::singleCastBulk::SingleCastBulk req;
+  if (!parseBody(req, body)) return;
+  ctx.forwardToOwners(req.uniqids(), false);
+  bulkPairs(req.uniqids(), req.data(), [&](const std::string& id, const std::string& data) {
+    Conn* conn = localConn(ctx.worker, id);
+    if (!conn) return false;
+    ctx.worker.ws->deliver(*conn, data);
+    return conn->phase == Conn::Open;  // rule 1 stops at the first failed send
+  });
+}
+
+void cmdSingleCastBulkByCustomerId(TaskContext& ctx, std::string_view body) {
+  netsvr::singleCastBulkByCustomerId::SingleCastBulkByCustomerId req;
+  if (!parseBody(req, body)) return;
+  ctx.forwardWhere([&](const shm::TableData& t) { return hasAnyCustomer(t, req.customerids()); }, false);
+  bulkPairs(req.customerids(), req.data(), [&](const std::string& id, const std::string& data) {
+    Shared shared(data);
+    forEachLocalOfCustomer(ctx.worker, id, [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
+    return true;
+  });
+}
+
+void cmdTopicPublish(TaskContext& ctx, std::string_view body) {
+  netsvr::topicPublish::TopicPublish req;
+  if (!parseBody(req, body) || req.data().empty()) return;
+  ctx.forwardWhere([&](const shm::TableData& t) { return hasAnyTopic(t, req.topics()); }, false);
+  Shared shared(req.data());
+  for (const auto& topic : req.topics())  // no dedup across topics, as in Go
+    forEachLocalOfTopic(ctx.worker, topic, [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
+}
+
+void cmdTopicPublishBulk(TaskContext& ctx, std::string_view body) {
+  netsvr::topicPublishBulk::TopicPublishBulk req;
+  if (!parseBody(req, body)) return;
+  ctx.forwardWhere([&](const shm::TableData& t) { return hasAnyTopic(t, req.topics()); }, false);
+  bulkPairs(req.topics(), req.data(), [&](const std::string& topic, const std::string& data) {
+    Shared shared(data);
+    forEachLocalOfTopic(ctx.worker, topic, [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
+    return true;
+  });
+}
+
+}  // namespace netsvr
