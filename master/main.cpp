@@ -78,8 +78,28 @@ int cmdReload(const std::string& configPath) {
     return 1;
   }
   pid_t pid = readLivePid(config.pidFile);
-  if (pid == 0 || kill(pid, SIGHUP) != 0) {
+  std::string error;
+  auto control = pid ? shm::ControlSegment::open(shm::controlName(shm::instanceKeyFor(config.pidFile)), error) : nullptr;
+  if (!control) {
     fprintf(stderr, "netsvr: not running (pid file %s)\n", config.pidFile.c_str());
+    return 1;
+  }
+  uint32_t before = (*control)->reloadsDone.load();
+  if (kill(pid, SIGHUP) != 0) {
+    fprintf(stderr, "netsvr: cannot signal master %d: %s\n", pid, strerror(errno));
+    return 1;
+  }
+  // The master reports once the new generation is ready, or why it refused.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while ((*control)->reloadsDone.load() == before) {
+    if (std::chrono::steady_clock::now() > deadline || kill(pid, 0) != 0) {
+      fprintf(stderr, "netsvr: no answer from master %d to the reload\n", pid);
+      return 1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if ((*control)->reloadError[0]) {
+    fprintf(stderr, "netsvr: reload refused: %s\n", (*control)->reloadError);
     return 1;
   }
   return 0;

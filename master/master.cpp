@@ -10,6 +10,7 @@
 #include <climits>
 #include <cstring>
 #include <ctime>
+#include <tuple>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -76,6 +77,11 @@ class Master {
   void retireSerial(int serial, bool announce);
   void releaseSerial(int serial);
   void beginStop();
+  void reload();
+  void reloadProgress();
+  void abortReload(const std::string& why);
+  void finishReload(const std::string& error);
+  void applyRuntimeSettings();
   void tick();
   bool allRunning() const;
 
@@ -93,6 +99,9 @@ class Master {
   uint32_t generation_ = 1;
   int nextSerial_ = 0;
   bool stopping_ = false;
+  bool reloading_ = false;
+  uint64_t reloadStartedMs_ = 0;
+  Config previous_;  // the config before a reload in progress
   uint64_t stopDeadlineMs_ = 0;  // 0 = none
   int exitCode_ = 0;
   int readyFd_;
@@ -186,7 +195,15 @@ void Master::spawn(int slot) {
   info.startedAt = time(nullptr);
   info.state = uint32_t(shm::WorkerState::Starting);
 
-  const SlotSockets& sockets = listeners_.slot(slot);
+  // This slot accepts on every socket set j with j % workers == slot, so that sets left over
+  // from a generation with more workers keep an acceptor.
+  std::vector<int> fds;
+  int workers = config_.resolvedWorkers();
+  for (int set = slot; set < listeners_.slotCount(); set += workers) {
+    const SlotSockets& s = listeners_.slot(set);
+    fds.insert(fds.end(), {s.client, s.worker, s.task});
+  }
+  std::string setsArg = std::to_string(fds.size() / 3);
   std::string slotArg = std::to_string(slot), genArg = std::to_string(generation_),
               serialArg = std::to_string(serial);
   pid_t pid = fork();
@@ -196,15 +213,15 @@ void Master::spawn(int slot) {
     return;
   }
   if (pid == 0) {
-    // Child: listeners at fds 3, 4, 5 (dup2 clears close-on-exec), signals unblocked.
-    int fds[3] = {sockets.client, sockets.worker, sockets.task};
-    int tmp[3];
-    for (int i = 0; i < 3; ++i) tmp[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 16);
-    for (int i = 0; i < 3; ++i) dup2(tmp[i], 3 + i);
+    // Child: listeners at fds 3, 4, 5, ... (dup2 clears close-on-exec), signals unblocked.
+    std::vector<int> tmp;
+    for (int fd : fds) tmp.push_back(fcntl(fd, F_DUPFD_CLOEXEC, 3 + int(fds.size()) + 16));
+    for (size_t i = 0; i < tmp.size(); ++i) dup2(tmp[i], 3 + int(i));
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
     if (readyFd_ >= 0) close(readyFd_);
+    setenv("NETSVR_LISTEN_SETS", setsArg.c_str(), 1);
     execl(exe_.c_str(), exe_.c_str(), "worker", "-c", config_.path.c_str(), "--slot",
           slotArg.c_str(), "--generation", genArg.c_str(), "--serial", serialArg.c_str(),
           static_cast<char*>(nullptr));
@@ -275,12 +292,107 @@ void Master::reap() {
         LOG_ERROR("worker slot %d pid %d exited with status %d", child.slot, pid,
                   WIFEXITED(status) ? WEXITSTATUS(status) : -1);
       }
+      bool wasReady = (*control_)->workers[child.serial].state.load() != uint32_t(shm::WorkerState::Starting);
       retireSerial(child.serial, !clean || !stopping_);
-      if (!stopping_ && child.generation == generation_) spawn(child.slot);
+      if (reloading_ && child.generation == generation_ && !wasReady) {
+        abortReload("a worker of the new generation exited before it was ready (see the log)");
+      } else if (!stopping_ && child.generation == generation_) {
+        spawn(child.slot);
+      }
       break;
     }
   }
   if (stopping_ && children_.empty() && announcers_.empty()) uv_stop(&loop_);
+}
+
+void Master::finishReload(const std::string& error) {
+  auto& control = control_->block();
+  snprintf(control.reloadError, sizeof control.reloadError, "%s", error.c_str());
+  control.reloadsDone.fetch_add(1);
+  if (error.empty()) LOG_INFO("reload done: generation %u serves", generation_);
+  else LOG_ERROR("reload refused: %s", error.c_str());
+}
+
+void Master::applyRuntimeSettings() {
+  log::Level level;
+  if (log::parseLevel(config_.logLevel, level)) log::setLevel(level);
+  auto& control = control_->block();
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  int64_t nowNs = int64_t(now.tv_sec) * 1000000000 + now.tv_nsec;
+  for (auto [bucket, rate, current] : {std::tuple{&control.onOpenBucket, config_.limitOnOpen, &control.limitOnOpen},
+                                       std::tuple{&control.onMessageBucket, config_.limitOnMessage, &control.limitOnMessage}}) {
+    shm::RobustLock lock(bucket->mutex);
+    bucket->bucket.init(rate, nowNs);
+    *current = rate;
+  }
+}
+
+// SIGHUP: validate the config, start a new generation on the same sockets, and once all of it
+// is ready tell the old generation to drain. Anything wrong leaves the running one untouched.
+void Master::reload() {
+  if (stopping_ || reloading_) {
+    LOG_WARN("reload ignored: %s", stopping_ ? "stopping" : "a reload is in progress");
+    return;
+  }
+  Config next;
+  try {
+    next = loadConfig(config_.path);
+    normaliseAddresses(next);
+  } catch (const ConfigError& e) {
+    finishReload(std::string("invalid config, nothing changed: ") + e.what());
+    return;
+  }
+  if (next.customer.listenAddress != config_.customer.listenAddress ||
+      next.worker.address.text() != config_.worker.address.text() ||
+      next.task.address.text() != config_.task.address.text() || next.pidFile != config_.pidFile) {
+    finishReload("the listen addresses and PidFile cannot change on reload; restart the gateway");
+    return;
+  }
+  previous_ = config_;
+  config_ = std::move(next);
+  try {
+    listeners_.ensureSlots(config_.resolvedWorkers());
+  } catch (const ConfigError& e) {
+    config_ = previous_;
+    finishReload(e.what());
+    return;
+  }
+  applyRuntimeSettings();
+  ++generation_;
+  (*control_)->generation = generation_;
+  reloading_ = true;
+  reloadStartedMs_ = uv_now(&loop_);
+  LOG_INFO("reload: starting generation %u with %d workers", generation_, config_.resolvedWorkers());
+  for (int slot = 0; slot < config_.resolvedWorkers(); ++slot) spawn(slot);
+}
+
+void Master::reloadProgress() {
+  constexpr uint64_t kReadyLimitMs = 30000;
+  bool ready = true;
+  for (const auto& c : children_)
+    if (c.generation == generation_ && (*control_)->workers[c.serial].state.load() != uint32_t(shm::WorkerState::Running))
+      ready = false;
+  if (!ready) {
+    if (uv_now(&loop_) - reloadStartedMs_ > kReadyLimitMs) abortReload("the new generation was not ready in 30 s");
+    return;
+  }
+  reloading_ = false;
+  for (const auto& c : children_)
+    if (c.generation != generation_) kill(c.pid, SIGUSR2);  // drain: serve, accept nothing new
+  finishReload("");
+}
+
+void Master::abortReload(const std::string& why) {
+  reloading_ = false;
+  uint32_t failed = generation_;
+  for (const auto& c : children_)  // new workers that run drain like an old generation would
+    if (c.generation == failed) kill(c.pid, SIGUSR2);
+  config_ = previous_;
+  applyRuntimeSettings();
+  generation_ = failed - 1;
+  (*control_)->generation = generation_;
+  finishReload(why + "; generation " + std::to_string(generation_) + " keeps serving");
 }
 
 void Master::beginStop() {
@@ -309,6 +421,7 @@ void Master::tick() {
     close(readyFd_);
     readyFd_ = -1;
   }
+  if (reloading_) reloadProgress();
   if (stopping_ && stopDeadlineMs_ && uv_now(&loop_) >= stopDeadlineMs_) {
     LOG_ERROR("ShutdownWaitTime passed with %zu workers left: killing them", children_.size());
     for (const auto& c : children_) kill(c.pid, SIGKILL);
@@ -327,7 +440,7 @@ void Master::onSignal(uv_signal_t* handle, int signum) {
       log::reopen();
       for (const auto& c : self->children_) kill(c.pid, SIGUSR1);
       break;
-    case SIGHUP: LOG_WARN("reload is not implemented yet; ignoring SIGHUP"); break;
+    case SIGHUP: self->reload(); break;
     default: self->beginStop(); break;
   }
 }

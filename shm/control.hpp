@@ -71,6 +71,8 @@ struct ControlBlock {
   uint32_t magic = 0;
   uint32_t layoutVersion = 0;
   std::atomic<int32_t> masterPid{0};
+  std::atomic<uint32_t> reloadsDone{0};    // bumped when a reload finished or was refused
+  char reloadError[512] = {};              // "" when the last reload succeeded
   std::atomic<uint32_t> generation{0};  // the newest generation started by the master
   char uniqIdPrefix[16] = {};              // 12 hex chars: the task address of every uniqId
   std::atomic<int64_t> startedAt{0};       // unix seconds, for the meters' mean rate

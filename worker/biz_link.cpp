@@ -189,22 +189,26 @@ void BizLink::onClosed(uv_handle_t* handle) {
 BizLinks::BizLinks(Worker& w) : worker(w) {}
 
 void BizLinks::start() {
-  uv_tcp_t* listeners[2] = {&workerListener_, &taskListener_};
-  int fds[2] = {kWorkerListenFd, kTaskListenFd};
-  for (int i = 0; i < 2; ++i) {
-    uv_tcp_init(worker.loop, listeners[i]);
-    listeners[i]->data = this;
-    if (uv_tcp_open(listeners[i], fds[i]) != 0 ||
-        uv_listen(reinterpret_cast<uv_stream_t*>(listeners[i]), 4096, onConnection) != 0)
-      throw std::runtime_error("cannot listen on the inherited business-port socket");
+  for (int set = 0; set < worker.listenSets; ++set) {
+    for (bool workerPort : {true, false}) {
+      auto* l = new Listener{{}, this, workerPort};
+      uv_tcp_init(worker.loop, &l->tcp);
+      l->tcp.data = l;
+      listeners_.push_back(l);
+      int fd = workerPort ? worker.workerListenFd(set) : worker.taskListenFd(set);
+      if (uv_tcp_open(&l->tcp, fd) != 0 ||
+          uv_listen(reinterpret_cast<uv_stream_t*>(&l->tcp), 4096, onConnection) != 0)
+        throw std::runtime_error("cannot listen on the inherited business-port socket");
+    }
   }
   listening_ = true;
 }
 
 void BizLinks::onConnection(uv_stream_t* server, int status) {
   if (status < 0) return;
-  auto* self = static_cast<BizLinks*>(server->data);
-  bool isWorkerPort = server == reinterpret_cast<uv_stream_t*>(&self->workerListener_);
+  auto* listener = static_cast<Listener*>(server->data);
+  BizLinks* self = listener->owner;
+  bool isWorkerPort = listener->workerPort;
   const Config& c = self->worker.config;
   auto* link = new BizLink(*self, isWorkerPort ? BizLink::Port::Worker : BizLink::Port::Task,
                            self->nextId_++,
@@ -217,8 +221,9 @@ void BizLinks::onConnection(uv_stream_t* server, int status) {
 void BizLinks::stopAccepting() {
   if (!listening_) return;
   listening_ = false;
-  uv_close(reinterpret_cast<uv_handle_t*>(&workerListener_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&taskListener_), nullptr);
+  for (Listener* l : listeners_)
+    uv_close(reinterpret_cast<uv_handle_t*>(&l->tcp), [](uv_handle_t* h) { delete static_cast<Listener*>(h->data); });
+  listeners_.clear();
 }
 
 void BizLinks::closeAll() {

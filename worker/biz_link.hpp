@@ -97,8 +97,12 @@ class BizLinks {
   std::vector<Receiver> receivers_[3];  // OnOpen, OnClose, OnMessage
   uint64_t registryVersion_ = 0;
   uint32_t nextId_ = 1;
-  uv_tcp_t workerListener_{};
-  uv_tcp_t taskListener_{};
+  struct Listener {
+    uv_tcp_t tcp;
+    BizLinks* owner;
+    bool workerPort;
+  };
+  std::vector<Listener*> listeners_;
   bool listening_ = false;
 };
 

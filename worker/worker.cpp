@@ -76,14 +76,16 @@ class WorkerProcess {
   int run() {
     uv_loop_init(&loop_);
     w_.loop = &loop_;
-    const int signums[4] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1};
-    for (int i = 0; i < 4; ++i) {
+    const int signums[kSignals] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2};
+    for (int i = 0; i < kSignals; ++i) {
       uv_signal_init(&loop_, &signals_[i]);
       signals_[i].data = this;
       uv_signal_start(&signals_[i], onSignal, signums[i]);
     }
     uv_timer_init(&loop_, &drainTimer_);
     drainTimer_.data = this;
+    uv_timer_init(&loop_, &drainLimit_);
+    drainLimit_.data = this;
     uv_timer_init(&loop_, &meterTimer_);
     meterTimer_.data = this;
     uint64_t tickMs = uint64_t(kMeterTickSeconds * 1000);
@@ -110,12 +112,37 @@ class WorkerProcess {
       log::reopen();
       return;
     }
+    if (signum == SIGUSR2) {
+      self->beginDrain();
+      return;
+    }
     self->beginStop();
+  }
+
+  // A newer generation has taken over the listening sockets (reload): accept nothing new, serve
+  // the clients we have until they leave (or until ReloadDrainTime), then exit.
+  void beginDrain() {
+    if (w_.draining || w_.stopping) return;
+    w_.draining = true;
+    w_.info().state = uint32_t(shm::WorkerState::Draining);
+    LOG_INFO("draining: %lld clients left", static_cast<long long>(w_.info().clients.load()));
+    links_.stopAccepting();
+    ws_.stopAccepting();
+    auto drain = w_.config.reloadDrainTime.count();
+    if (drain > 0) {
+      uv_timer_start(&drainLimit_, [](uv_timer_t* t) {
+        auto* self = static_cast<WorkerProcess*>(t->data);
+        LOG_INFO("ReloadDrainTime over: closing the remaining clients with 1012");
+        self->ws_.closeAll(1012, "service restart");
+      }, uint64_t(drain), 0);
+    }
+    ws_.whenEmpty([](void* arg) { static_cast<WorkerProcess*>(arg)->clientsGone(); }, this);
   }
 
   void beginStop() {
     if (w_.stopping) return;
     w_.stopping = true;
+    uv_timer_stop(&drainLimit_);
     LOG_INFO("stopping: closing clients with 1001");
     links_.stopAccepting();
     ws_.stop([](void* arg) { static_cast<WorkerProcess*>(arg)->clientsGone(); }, this);
@@ -124,6 +151,7 @@ class WorkerProcess {
   // Every client is closed and its ConnClose queued: give the business links a moment to
   // flush, then close everything so the loop ends.
   void clientsGone() {
+    if (drainStartedMs_) return;
     drainStartedMs_ = uv_now(&loop_);
     uv_timer_start(&drainTimer_, [](uv_timer_t* t) { static_cast<WorkerProcess*>(t->data)->drainTick(); }, 0, 10);
   }
@@ -138,6 +166,7 @@ class WorkerProcess {
     ws_.destroyContext();
     for (auto& s : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&s), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&drainTimer_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&drainLimit_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&meterTimer_), nullptr);
   }
 
@@ -157,8 +186,10 @@ class WorkerProcess {
 
   Worker& w_;
   uv_loop_t loop_{};
-  uv_signal_t signals_[4]{};
+  static constexpr int kSignals = 5;
+  uv_signal_t signals_[kSignals]{};
   uv_timer_t drainTimer_{};
+  uv_timer_t drainLimit_{};
   uv_timer_t meterTimer_{};
   MeterRates rates_[shm::kMetricItems + 1];
   uint64_t drainStartedMs_ = 0;
@@ -206,6 +237,7 @@ int runWorker(const WorkerOptions& options) {
   w.slot = options.slot;
   w.generation = options.generation;
   w.serial = options.serial;
+  if (const char* sets = getenv(kListenSetsEnv)) w.listenSets = std::max(1, atoi(sets));
   std::string error;
   w.control = shm::ControlSegment::open(shm::controlName(w.instanceKey), error);
   if (!w.control) {

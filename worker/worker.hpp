@@ -29,10 +29,11 @@ class BizLinks;
 class PeerLinks;
 class Router;
 
-// Listening sockets inherited from the master.
-inline constexpr int kClientListenFd = 3;
-inline constexpr int kWorkerListenFd = 4;
-inline constexpr int kTaskListenFd = 5;
+// Listening sockets inherited from the master: fds 3, 4, 5 are the client, worker and task
+// sockets of one slot set, 6, 7, 8 of the next, and so on. A worker accepts on several sets
+// when a reload lowered the number of workers (no socket is ever left without an acceptor).
+inline constexpr int kFirstListenFd = 3;
+inline constexpr const char* kListenSetsEnv = "NETSVR_LISTEN_SETS";  // number of sets
 
 // Everything a worker's modules share. One per process, owned by runWorker().
 struct Worker {
@@ -47,6 +48,11 @@ struct Worker {
   std::unique_ptr<shm::ConnTable> table;  // this worker's own routing table (single writer)
   std::string uniqIdPrefix;               // 12 hex chars: task IPv4 and port
   bool stopping = false;
+  bool draining = false;   // an older generation after a reload: no new connections
+  int listenSets = 1;      // inherited socket sets (see kFirstListenFd)
+  int clientListenFd(int set) const { return kFirstListenFd + 3 * set; }
+  int workerListenFd(int set) const { return kFirstListenFd + 3 * set + 1; }
+  int taskListenFd(int set) const { return kFirstListenFd + 3 * set + 2; }
 
   WsServer* ws = nullptr;
   BizLinks* links = nullptr;

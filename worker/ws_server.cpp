@@ -166,10 +166,13 @@ void WsServer::start() {
   vhost_ = lws_get_vhost_by_name(context_, "default");
   if (!vhost_) throw std::runtime_error("lws created no default vhost");
 
-  acceptPoll_ = new uv_poll_t;
-  acceptPoll_->data = this;
-  uv_poll_init(worker_.loop, acceptPoll_, kClientListenFd);
-  uv_poll_start(acceptPoll_, UV_READABLE, onAcceptable);
+  for (int set = 0; set < worker_.listenSets; ++set) {
+    auto* poll = new uv_poll_t;
+    poll->data = this;
+    uv_poll_init(worker_.loop, poll, worker_.clientListenFd(set));
+    uv_poll_start(poll, UV_READABLE, onAcceptable);
+    acceptPolls_.push_back(poll);
+  }
   sweepTimer_ = new uv_timer_t;
   sweepTimer_->data = this;
   uv_timer_init(worker_.loop, sweepTimer_);
@@ -177,14 +180,16 @@ void WsServer::start() {
 }
 
 void WsServer::onAcceptable(uv_poll_t* handle, int status, int) {
-  if (status == 0) static_cast<WsServer*>(handle->data)->acceptAll();
+  int fd = -1;
+  uv_fileno(reinterpret_cast<uv_handle_t*>(handle), &fd);
+  if (status == 0) static_cast<WsServer*>(handle->data)->acceptAll(fd);
 }
 
-void WsServer::acceptAll() {
+void WsServer::acceptAll(int listenFd) {
   for (;;) {
     sockaddr_storage peer{};
     socklen_t peerLen = sizeof peer;
-    int fd = accept4(kClientListenFd, reinterpret_cast<sockaddr*>(&peer), &peerLen,
+    int fd = accept4(listenFd, reinterpret_cast<sockaddr*>(&peer), &peerLen,
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -567,19 +572,30 @@ void WsServer::sweep() {
               static_cast<unsigned long long>(worker_.table->fullErrors()));
 }
 
-void WsServer::stop(void (*done)(void*), void* arg) {
-  stopDone_ = done;
-  stopArg_ = arg;
-  if (acceptPoll_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(acceptPoll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-    acceptPoll_ = nullptr;
-  }
+void WsServer::stopAccepting() {
+  for (uv_poll_t* poll : acceptPolls_)
+    uv_close(reinterpret_cast<uv_handle_t*>(poll), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+  acceptPolls_.clear();
+}
+
+void WsServer::closeAll(uint16_t code, std::string_view reason) {
   for (Conn* c = head_; c;) {
     Conn* next = c->next;
-    if (c->phase == Conn::Open) closePolitely(*c, 1001, "going away");
+    if (c->phase == Conn::Open) closePolitely(*c, code, reason);
     else abandon(*c);
     c = next;
   }
+}
+
+void WsServer::stop(void (*done)(void*), void* arg) {
+  stopAccepting();
+  closeAll(1001, "going away");
+  whenEmpty(done, arg);
+}
+
+void WsServer::whenEmpty(void (*done)(void*), void* arg) {
+  stopDone_ = done;
+  stopArg_ = arg;
   checkStopped();
 }
 

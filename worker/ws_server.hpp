@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 struct lws;
 struct lws_context;
@@ -69,7 +70,12 @@ class WsServer {
   WsServer(const WsServer&) = delete;
   WsServer& operator=(const WsServer&) = delete;
 
-  void start();  // begins accepting on the inherited client socket
+  void start();  // begins accepting on the inherited client sockets
+  void stopAccepting();
+  // Closes every open client with `code` (reload drain time over).
+  void closeAll(uint16_t code, std::string_view reason);
+  // Calls done() once no connection is left (stop: after closing them; drain: as they leave).
+  void whenEmpty(void (*done)(void*), void* arg);
   // Stops accepting and closes every client with 1001; calls done() once all are gone.
   void stop(void (*done)(void*), void* arg);
   // Second half of the lws shutdown dance (must run outside the loop, see LWS-NOTES.md).
@@ -99,7 +105,7 @@ class WsServer {
   static void onPeekClosed(uv_handle_t* handle);
   static void onSweep(uv_timer_t* handle);
   void abandon(Conn& conn);  // drops a socket that has not completed the upgrade
-  void acceptAll();
+  void acceptAll(int listenFd);
   void adopt(Conn* conn, int fd);
   void link(Conn* conn);
   void unlink(Conn* conn);
@@ -114,7 +120,7 @@ class WsServer {
   Worker& worker_;
   lws_context* context_ = nullptr;
   lws_vhost* vhost_ = nullptr;
-  uv_poll_t* acceptPoll_ = nullptr;
+  std::vector<uv_poll_t*> acceptPolls_;
   uv_timer_t* sweepTimer_ = nullptr;
   Conn* head_ = nullptr;
   int64_t sockets_ = 0;  // accepted TCP connections still open (Go's online count)
