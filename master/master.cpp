@@ -20,6 +20,7 @@
 #include "master/announce.hpp"
 #include "master/listeners.hpp"
 #include "master/pid_file.hpp"
+#include "master/prometheus.hpp"
 #include "shm/conn_table.hpp"
 #include "shm/control.hpp"
 #include "shm/names.hpp"
@@ -91,6 +92,7 @@ class Master {
   Listeners listeners_;
   std::unique_ptr<PidFile> pidFile_;
   std::unique_ptr<shm::ControlSegment> control_;
+  std::unique_ptr<PrometheusEndpoint> prometheus_;
   uv_loop_t loop_{};
   uv_signal_t signals_[6]{};
   uv_timer_t tick_{};
@@ -134,6 +136,10 @@ int Master::run() {
     signals_[i].data = this;
     uv_signal_start(&signals_[i], onSignal, signums[i]);
   }
+  if (!config_.metricsListenAddress.empty()) {
+    prometheus_ = std::make_unique<PrometheusEndpoint>(&loop_, control_->block(), config_.metricsItems);
+    prometheus_->listen(config_.metricsListenAddress);
+  }
   uv_timer_init(&loop_, &tick_);
   tick_.data = this;
   uv_timer_start(&tick_, onTick, kSuperviseTickMs, kSuperviseTickMs);
@@ -146,6 +152,7 @@ int Master::run() {
 
   for (auto& s : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&s), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
+  if (prometheus_) prometheus_->close();
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
 

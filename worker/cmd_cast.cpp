@@ -9,6 +9,7 @@
 #include "singleCastByCustomerId.pb.h"
 #include "topicPublish.pb.h"
 #include "topicPublishBulk.pb.h"
+#include "common/bulk_pairs.hpp"
 #include "worker/task_context.hpp"
 
 namespace netsvr {
@@ -44,19 +45,6 @@ Conn* localConn(Worker& w, std::string_view uniqId) {
   uint64_t key;
   int owner = w.router->ownerOf(uniqId, key);
   return owner == w.serial ? w.ws->findOpen(key) : nullptr;
-}
-
-// The three pairing rules of the bulk commands (§4.4): 1 target with N data, N targets with N
-// data, anything else dropped. Empty data items are skipped in every rule (DECISIONS 7).
-template <class Targets, class Data, class Send>
-void bulkPairs(const Targets& targets, const Data& data, Send&& send) {
-  if (targets.size() == 1 && data.size() > 1) {
-    for (const auto& d : data)
-      if (!d.empty() && !send(targets[0], d)) break;
-  } else if (targets.size() > 0 && targets.size() == data.size()) {
-    for (int i = 0; i < targets.size(); ++i)
-      if (!data[i].empty()) send(targets[i], data[i]);
-  }
 }
 
 }  // namespace
@@ -109,7 +97,7 @@ void cmdSingleCastBulk(TaskContext& ctx, std::string_view body) {
   netsvr::singleCastBulk::SingleCastBulk req;
   if (!parseBody(req, body)) return;
   ctx.forwardToOwners(req.uniqids(), false);
-  bulkPairs(req.uniqids(), req.data(), [&](const std::string& id, const std::string& data) {
+  forEachBulkPair(req.uniqids(), req.data(), [&](const std::string& id, const std::string& data) {
     Conn* conn = localConn(ctx.worker, id);
     if (!conn) return false;
     ctx.worker.ws->deliver(*conn, data);
@@ -121,7 +109,7 @@ void cmdSingleCastBulkByCustomerId(TaskContext& ctx, std::string_view body) {
   netsvr::singleCastBulkByCustomerId::SingleCastBulkByCustomerId req;
   if (!parseBody(req, body)) return;
   ctx.forwardWhere([&](const shm::TableData& t) { return hasAnyCustomer(t, req.customerids()); }, false);
-  bulkPairs(req.customerids(), req.data(), [&](const std::string& id, const std::string& data) {
+  forEachBulkPair(req.customerids(), req.data(), [&](const std::string& id, const std::string& data) {
     Shared shared(data);
     forEachLocalOfCustomer(ctx.worker, id, [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
     return true;
@@ -141,7 +129,7 @@ void cmdTopicPublishBulk(TaskContext& ctx, std::string_view body) {
   netsvr::topicPublishBulk::TopicPublishBulk req;
   if (!parseBody(req, body)) return;
   ctx.forwardWhere([&](const shm::TableData& t) { return hasAnyTopic(t, req.topics()); }, false);
-  bulkPairs(req.topics(), req.data(), [&](const std::string& topic, const std::string& data) {
+  forEachBulkPair(req.topics(), req.data(), [&](const std::string& topic, const std::string& data) {
     Shared shared(data);
     forEachLocalOfTopic(ctx.worker, topic, [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
     return true;
