@@ -161,6 +161,13 @@ void WsServer::start() {
   info.gid = -1;
   info.uid = -1;
   info.timeout_secs = handshakeSeconds_;
+  const auto& cfg = worker_.config.customer;
+  if (!cfg.tlsCertFile.empty()) {  // wss: OpenSSL through lws on every adopted socket
+    info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.ssl_cert_filepath = cfg.tlsCertFile.c_str();
+    info.ssl_private_key_filepath = cfg.tlsKeyFile.c_str();
+    info.alpn = "http/1.1";  // no h2: websockets and our raw status lines are HTTP/1.1 only
+  }
   context_ = lws_create_context(&info);
   if (!context_) throw std::runtime_error("cannot create the websocket context (is libwebsockets-evlib-uv installed?)");
   vhost_ = lws_get_vhost_by_name(context_, "default");
@@ -265,7 +272,9 @@ void WsServer::abandon(Conn& conn) {
 void WsServer::adopt(Conn* conn, int fd) {
   lws_adopt_desc_t desc{};
   desc.vh = vhost_;
-  desc.type = lws_adoption_type(LWS_ADOPT_HTTP | LWS_ADOPT_SOCKET);
+  int type = LWS_ADOPT_HTTP | LWS_ADOPT_SOCKET;
+  if (!worker_.config.customer.tlsCertFile.empty()) type |= LWS_ADOPT_ALLOW_SSL;
+  desc.type = lws_adoption_type(type);
   desc.fd.sockfd = fd;
   desc.opaque = conn;
   lws* wsi = lws_adopt_descriptor_vhost_via_info(&desc);
