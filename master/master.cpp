@@ -249,6 +249,11 @@ void Master::retireSerial(int serial, bool announce) {
       if (e.used && e.ownerSerial == uint32_t(serial)) e.used = 0;
     registry.version.fetch_add(1);
   }
+  if (info.bizLinks.load() > 0 && !stopping_) {  // its business links died with it
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    (*control_)->holdEventsUntilMs = int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000 + 10000;
+  }
   info.bizLinks = 0;
   if (!announce) {
     releaseSerial(serial);

@@ -71,7 +71,7 @@ bool ConnTable::insert(uint64_t key, uint64_t localRef) {
   RobustLock lock(data_->mutex);
   try {
     auto [it, added] = data_->conns.emplace(key, ConnRecord(alloc()));
-    it->second.localRef = localRef;
+    if (added) it->second.localRef = localRef;  // an existing connection keeps its handle
     return added;
   } catch (const bip::bad_alloc&) {
     reportFull("connection");
@@ -134,12 +134,13 @@ bool ConnTable::subscribe(uint64_t key, const std::vector<std::string_view>& top
   auto it = data_->conns.find(key);
   if (it == data_->conns.end()) return false;
   ConnRecord& rec = it->second;
-  for (std::string_view topic : topics) {
-    if (topic.empty()) continue;
-    bool has = std::any_of(rec.topics.begin(), rec.topics.end(),
-                           [&](const ShmString& t) { return view(t) == topic; });
-    if (has) continue;
-    try {
+  size_t before = rec.topics.size();
+  try {
+    for (std::string_view topic : topics) {
+      if (topic.empty()) continue;
+      bool has = std::any_of(rec.topics.begin(), rec.topics.end(),
+                             [&](const ShmString& t) { return view(t) == topic; });
+      if (has) continue;
       rec.topics.emplace_back(topic.data(), topic.size(), alloc());
       try {
         indexAdd(data_->byTopic, topic, key);
@@ -147,12 +148,17 @@ bool ConnTable::subscribe(uint64_t key, const std::vector<std::string_view>& top
         rec.topics.pop_back();
         throw;
       }
-    } catch (const bip::bad_alloc&) {
-      reportFull("topic");
-      return false;
     }
+    return true;
+  } catch (const bip::bad_alloc&) {
+    // All or nothing: take back what this call added (removal allocates nothing).
+    while (rec.topics.size() > before) {
+      indexRemove(data_->byTopic, view(rec.topics.back()), key);
+      rec.topics.pop_back();
+    }
+    reportFull("topic");
+    return false;
   }
-  return true;
 }
 
 size_t ConnTable::unsubscribe(uint64_t key, const std::vector<std::string_view>& topics, bool all) {

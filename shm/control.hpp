@@ -76,6 +76,9 @@ struct ControlBlock {
   std::atomic<uint32_t> generation{0};  // the newest generation started by the master
   char uniqIdPrefix[16] = {};              // 12 hex chars: the task address of every uniqId
   std::atomic<int64_t> startedAt{0};       // unix seconds, for the meters' mean rate
+  // Until then (unix ms) events with no registered receiver are held, not dropped: a reload or
+  // a crash just closed business links, and the SDKs are reconnecting (3 s back-off).
+  std::atomic<int64_t> holdEventsUntilMs{0};
   std::atomic<int32_t> limitOnOpen{0};     // current global token-bucket rates (Limit command)
   std::atomic<int32_t> limitOnMessage{0};
   SharedBucket onOpenBucket;               // §9.1, global for the whole gateway

@@ -312,15 +312,82 @@ void BizLinks::refreshReceivers() {
   registryVersion_ = registry.version.load();
 }
 
+namespace {
+constexpr uint64_t kHoldWindowMs = 10000;        // longer than the SDK's 3 s reconnect back-off
+constexpr size_t kHoldLimitBytes = 64u << 20;    // beyond this, events are dropped (metric 10)
+constexpr uint64_t kHeldFlushIntervalMs = 20;
+
+int64_t unixMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+}  // namespace
+
+void BizLinks::holdEventsWhileBusinessReconnects() {
+  auto& until = (*worker.control)->holdEventsUntilMs;
+  int64_t target = unixMs() + int64_t(kHoldWindowMs);
+  int64_t current = until.load();
+  while (current < target && !until.compare_exchange_weak(current, target)) {
+  }
+}
+
+bool BizLinks::holding() const { return unixMs() < (*worker.control)->holdEventsUntilMs.load(); }
+
+void BizLinks::hold(Event event, uint32_t cmd, const std::string& body) {
+  if (heldBytes_ + body.size() > kHoldLimitBytes) {
+    worker.mark(10);
+    return;
+  }
+  held_.push_back(Held{event, cmd, body, uv_now(worker.loop)});
+  heldBytes_ += body.size();
+  if (!heldTimer_) {
+    heldTimer_ = new uv_timer_t;
+    uv_timer_init(worker.loop, heldTimer_);
+    heldTimer_->data = this;
+    uv_unref(reinterpret_cast<uv_handle_t*>(heldTimer_));
+  }
+  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(heldTimer_)))
+    uv_timer_start(heldTimer_, [](uv_timer_t* t) { static_cast<BizLinks*>(t->data)->flushHeld(); },
+                   kHeldFlushIntervalMs, kHeldFlushIntervalMs);
+}
+
+// Sends held events in order once a receiver is back; drops those older than the window.
+void BizLinks::flushHeld() {
+  refreshReceivers();
+  size_t done = 0;
+  uint64_t now = uv_now(worker.loop);
+  for (; done < held_.size(); ++done) {
+    Held& h = held_[done];
+    if (!receivers_[eventIndex(h.event)].empty()) {
+      sendNow(h.event, h.cmd, h.body);
+    } else if (now - h.sinceMs > kHoldWindowMs) {
+      worker.mark(10);
+    } else {
+      break;  // keep the order: later events wait behind this one
+    }
+    heldBytes_ -= h.body.size();
+  }
+  held_.erase(held_.begin(), held_.begin() + long(done));
+  if (held_.empty()) uv_timer_stop(heldTimer_);
+}
+
 bool BizLinks::hasReceiver(Event event) {
   refreshReceivers();
-  return !receivers_[eventIndex(event)].empty();
+  return !receivers_[eventIndex(event)].empty() || holding();
 }
 
 void BizLinks::emitEvent(Event event, uint32_t cmd, const std::string& body) {
   refreshReceivers();
+  if (receivers_[eventIndex(event)].empty() || !held_.empty()) {
+    if (holding() || !held_.empty()) hold(event, cmd, body);
+    return;  // no business registered for it: discarded, as in Go
+  }
+  sendNow(event, cmd, body);
+}
+
+void BizLinks::sendNow(Event event, uint32_t cmd, const std::string& body) {
   auto& list = receivers_[eventIndex(event)];
-  if (list.empty()) return;
   uint64_t turn = (*worker.control)->registry.roundRobin[eventIndex(event)].fetch_add(1);
   const Receiver& r = list[turn % list.size()];
   std::string packet = encodePacket(cmd, body);

@@ -81,6 +81,8 @@ class BizLinks {
   bool removeByConnId(std::string_view connId);  // any worker's link
 
   void onLinkClosed(BizLink& link);
+  // Asks every worker to hold receiver-less events for a while (our links are going away).
+  void holdEventsWhileBusinessReconnects();
   size_t pendingWriteBytes() const;
   BizLink* find(uint32_t id) const;
   Worker& worker;
@@ -103,6 +105,21 @@ class BizLinks {
     bool workerPort;
   };
   std::vector<Listener*> listeners_;
+
+  // Events held while no business is registered during a reconnection window (in order).
+  struct Held {
+    Event event;
+    uint32_t cmd;
+    std::string body;
+    uint64_t sinceMs;
+  };
+  bool holding() const;
+  void hold(Event event, uint32_t cmd, const std::string& body);
+  void flushHeld();
+  void sendNow(Event event, uint32_t cmd, const std::string& body);
+  std::vector<Held> held_;
+  size_t heldBytes_ = 0;
+  uv_timer_t* heldTimer_ = nullptr;
   bool listening_ = false;
 };
 

@@ -161,6 +161,8 @@ class WorkerProcess {
     if (uv_now(&loop_) - drainStartedMs_ < kFlushLimitMs && !flushed()) return;
     uv_timer_stop(&drainTimer_);
     w_.info().state = uint32_t(shm::WorkerState::Exited);
+    // After a reload the business reconnects to the new generation: hold events meanwhile.
+    if (w_.draining && !w_.stopping && w_.info().bizLinks.load() > 0) links_.holdEventsWhileBusinessReconnects();
     links_.closeAll();
     peers_.stop();
     ws_.destroyContext();

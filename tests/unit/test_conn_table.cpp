@@ -215,14 +215,31 @@ std::string joinViews(const std::vector<std::string_view>& v) {
 
 // ---- 1. model-based randomized test -----------------------------------------------------------
 
-TEST_CASE("conn table: randomized operations match a std:: model") {
-  SegmentGuard guard(segName("a"));
-  auto creator = ConnTable::create(guard.name, 64 << 20);
+namespace {
+
+struct RandomRun {
+  const char* tag;
+  uint64_t segmentBytes;
+  int ops;
+  uint64_t seed;
+  size_t bigSessionPercent;  // share of setSession calls with a value of up to bigSessionBytes
+  size_t bigSessionBytes;
+  bool mayBeFull;            // a small segment: writes may be refused; a refused one must leave no trace
+};
+
+struct RunStats {
+  size_t inserted = 0, erased = 0, deletedTopics = 0, maxConns = 0, refused = 0, partialSubscribes = 0;
+};
+
+RunStats runRandom(const RandomRun& cfg) {
+  RunStats st;
+  SegmentGuard guard(segName(cfg.tag));
+  auto creator = ConnTable::create(guard.name, cfg.segmentBytes);
   REQUIRE(creator);
   auto table = openTable(guard.name, true);    // the single writer
   auto reader = openTable(guard.name, false);  // another process's view: reads under the lock
 
-  std::mt19937_64 rng(20240611);
+  std::mt19937_64 rng(cfg.seed);
   auto pick = [&](size_t n) { return size_t(rng() % n); };
 
   std::vector<uint64_t> keys;
@@ -236,7 +253,7 @@ TEST_CASE("conn table: randomized operations match a std:: model") {
   topics.push_back(std::string(48, 'T') + "-long-topic");
 
   auto randomSession = [&]() {
-    size_t len = pick(10) == 0 ? pick(3000) : pick(48);
+    size_t len = pick(100) < cfg.bigSessionPercent ? pick(cfg.bigSessionBytes) : pick(48);
     std::string v(len, '\0');
     for (auto& c : v) c = char(rng() & 0xff);  // binary, NULs included
     return v;
@@ -261,7 +278,6 @@ TEST_CASE("conn table: randomized operations match a std:: model") {
     return out;
   };
 
-  size_t inserted = 0, erased = 0, deletedTopics = 0, maxConns = 0;
   auto checkAll = [&](int step) {
     std::string d1 = diffThrough(*table, model);
     std::string d2 = diffThrough(*reader, model);
@@ -272,20 +288,25 @@ TEST_CASE("conn table: randomized operations match a std:: model") {
     REQUIRE_MESSAGE(d3.empty(), "creator view: " << d3);
   };
 
-  constexpr int kOps = 20000;
-  for (int step = 1; step <= kOps; ++step) {
+  for (int step = 1; step <= cfg.ops; ++step) {
     uint64_t key = keys[pick(keys.size())];
     bool known = model.count(key) != 0;
     size_t op = pick(100);
     std::string what;
     std::string mismatch;
+    bool refused = false;  // a write that reported failure for a known key / fresh insert
+    uint64_t errorsBefore = table->fullErrors();
     if (op < 20) {
       bool r = table->insert(key, localRefOf(key));
       what = "insert(" + std::to_string(key) + ") -> " + std::to_string(r);
-      if (r != !known) mismatch = "insert returned " + std::to_string(r);
-      if (!known) {
-        model[key].localRef = localRefOf(key);
-        ++inserted;
+      if (!known && !r && cfg.mayBeFull) {
+        refused = true;
+      } else {
+        if (r != !known) mismatch = "insert returned " + std::to_string(r);
+        if (!known) {
+          model[key].localRef = localRefOf(key);
+          ++st.inserted;
+        }
       }
     } else if (op < 30) {
       bool withSnapshot = pick(5) != 0;
@@ -305,7 +326,7 @@ TEST_CASE("conn table: randomized operations match a std:: model") {
                        "\", " + str(c.topics) + "}";
         }
         model.erase(key);
-        ++erased;
+        ++st.erased;
       } else if (withSnapshot && snap.customerId != "stale") {
         mismatch = "erase of an unknown key wrote the snapshot";
       }
@@ -313,22 +334,46 @@ TEST_CASE("conn table: randomized operations match a std:: model") {
       std::string v = randomSession();
       bool r = table->setSession(key, v);
       what = "setSession(" + std::to_string(key) + ", " + std::to_string(v.size()) + " bytes) -> " + std::to_string(r);
-      if (r != known) mismatch = "setSession returned " + std::to_string(r);
-      if (known) model[key].session = v;
+      if (known && !r && cfg.mayBeFull) {
+        refused = true;
+      } else {
+        if (r != known) mismatch = "setSession returned " + std::to_string(r);
+        if (known) model[key].session = v;
+      }
     } else if (op < 60) {
       const std::string& v = customers[pick(customers.size())];
       bool r = table->setCustomerId(key, v);
       what = "setCustomerId(" + std::to_string(key) + ", \"" + v + "\") -> " + std::to_string(r);
-      if (r != known) mismatch = "setCustomerId returned " + std::to_string(r);
-      if (known) model[key].customerId = v;
+      if (known && !r && cfg.mayBeFull) {
+        refused = true;
+      } else {
+        if (r != known) mismatch = "setCustomerId returned " + std::to_string(r);
+        if (known) model[key].customerId = v;
+      }
     } else if (op < 80) {
       auto list = randomTopicList();
       bool r = table->subscribe(key, list);
       what = "subscribe(" + std::to_string(key) + ", " + joinViews(list) + ") -> " + std::to_string(r);
-      if (r != known) mismatch = "subscribe returned " + std::to_string(r);
-      if (known)
+      if (known && !r && cfg.mayBeFull) {
+        refused = true;
+        // A refused subscribe may have added some of the listed topics before the space ran out;
+        // whatever it did must lie between the old set and the old set plus the list.
+        MConn now = modelOf(*table, key);
+        std::set<std::string> upper = model[key].topics;
         for (auto t : list)
-          if (!t.empty()) model[key].topics.emplace(t);
+          if (!t.empty()) upper.emplace(t);
+        bool within = std::includes(now.topics.begin(), now.topics.end(), model[key].topics.begin(),
+                                    model[key].topics.end()) &&
+                      std::includes(upper.begin(), upper.end(), now.topics.begin(), now.topics.end());
+        if (!within) mismatch = "refused subscribe left topics " + str(now.topics);
+        if (now.topics != model[key].topics) ++st.partialSubscribes;
+        model[key].topics = now.topics;
+      } else {
+        if (r != known) mismatch = "subscribe returned " + std::to_string(r);
+        if (known)
+          for (auto t : list)
+            if (!t.empty()) model[key].topics.emplace(t);
+      }
     } else if (op < 96) {
       bool all = pick(5) == 0;
       auto list = randomTopicList();
@@ -355,23 +400,46 @@ TEST_CASE("conn table: randomized operations match a std:: model") {
       for (auto& [k, c] : model)
         if (c.topics.erase(topic)) want.insert(k);
       std::set<uint64_t> got(lost.begin() + 1, lost.end());
-      if (lost.front() != 0xDEADBEEFull) mismatch = "deleteTopic cleared lostKeys";
+      if (lost.front() != 0xDEADBEEFull)
+        mismatch = "deleteTopic cleared lostKeys";
       else if (got != want || got.size() != lost.size() - 1)
         mismatch = "deleteTopic lost " + str(got) + " (" + std::to_string(lost.size() - 1) + " entries), model " +
                    str(want);
-      ++deletedTopics;
+      ++st.deletedTopics;
+    }
+    if (refused) {
+      ++st.refused;
+      if (table->fullErrors() != errorsBefore + 1)
+        mismatch = "a refused write counted " + std::to_string(table->fullErrors() - errorsBefore) + " fullErrors";
+    } else if (table->fullErrors() != errorsBefore) {
+      mismatch = "fullErrors grew on a write that succeeded";
     }
     log(std::to_string(step) + ": " + what);
-    maxConns = std::max(maxConns, model.size());
+    st.maxConns = std::max(st.maxConns, model.size());
     if (!mismatch.empty()) {
       INFO("last operations:\n" << historyText());
       FAIL("op " << step << " " << what << ": " << mismatch);
     }
-    if (step % 100 == 0 || step == kOps) checkAll(step);
+    if (step % 100 == 0 || step == cfg.ops || refused) checkAll(step);
   }
-  MESSAGE("inserted " << inserted << ", erased " << erased << ", deleteTopic " << deletedTopics
-                      << ", max conns " << maxConns << ", final conns " << model.size());
-  CHECK(table->fullErrors() == 0);
+  return st;
+}
+
+}  // namespace
+
+TEST_CASE("conn table: randomized operations match a std:: model") {
+  RunStats st = runRandom({"a", 64 << 20, 20000, 20240611, 10, 3000, false});
+  MESSAGE("inserted " << st.inserted << ", erased " << st.erased << ", deleteTopic " << st.deletedTopics
+                      << ", max conns " << st.maxConns);
+  CHECK(st.refused == 0);
+}
+
+TEST_CASE("conn table: randomized operations on a small segment: refused writes leave no trace") {
+  RunStats st = runRandom({"f", 256 << 10, 10000, 99, 40, 12000, true});
+  MESSAGE("inserted " << st.inserted << ", erased " << st.erased << ", refused " << st.refused
+                      << ", partly applied subscribes " << st.partialSubscribes << ", max conns " << st.maxConns);
+  CHECK(st.refused > 0);
+  WARN_MESSAGE(st.partialSubscribes == 0, st.partialSubscribes << " refused subscribe() calls had added some topics");
 }
 
 // ---- 2. edge cases ----------------------------------------------------------------------------
@@ -416,7 +484,8 @@ TEST_CASE("conn table: edge cases") {
     CHECK(diffThrough(*t, model) == "");
     t->read([](const TableData& d) {
       CHECK(d.byCustomer.size() == 1);
-      CHECK(d.byCustomer.count(std::string_view("alice"), netsvr::shm::StableHash(), netsvr::shm::StringEqual()) == 0);
+      CHECK(d.byCustomer.find(std::string_view("alice"), netsvr::shm::StableHash(), netsvr::shm::StringEqual()) ==
+            d.byCustomer.end());
     });
   }
 
@@ -595,26 +664,6 @@ TEST_CASE("conn table: a full segment refuses writes, stays consistent and recov
     REQUIRE_MESSAGE(d.empty(), "hammer step " << i << ": " << d);
   }
 
-  // A multi-topic subscribe that runs out of space in the middle.
-  {
-    uint64_t k = model.begin()->first;
-    MConn before = modelOf(*t, k);
-    std::vector<std::string> names;
-    for (int i = 0; i < 400; ++i) names.push_back("multi-" + std::to_string(i) + std::string(60, 'm'));
-    std::vector<std::string_view> views(names.begin(), names.end());
-    bool r = t->subscribe(k, views);
-    MConn after = modelOf(*t, k);
-    CHECK(selfConsistency(*t) == "");
-    if (!r) {
-      size_t added = after.topics.size() - before.topics.size();
-      WARN_MESSAGE(added == 0, "subscribe() returned false after adding " << added << " of " << names.size()
-                                                                          << " topics (partly applied)");
-      for (const auto& topic : before.topics) CHECK(after.topics.count(topic) == 1);
-    }
-    model[k] = after;
-    CHECK(diffThrough(*t, model) == "");
-  }
-
   // Erasing connections frees space: writes succeed again.
   uint64_t errorsBefore = t->fullErrors();
   size_t half = model.size() / 2;
@@ -637,6 +686,40 @@ TEST_CASE("conn table: a full segment refuses writes, stays consistent and recov
   CHECK(t->fullErrors() > errorsBefore);
   CHECK(diffThrough(*t, model) == "");
   CHECK(selfConsistency(*reader) == "");
+
+  // A multi-topic subscribe that runs out of space part way through its list: it reports false;
+  // the table stays consistent, and the connection's old topics are all still there.
+  {
+    for (int i = 0; i < 6 && model.size() > 1; ++i) {  // make some room first
+      REQUIRE(t->erase(model.begin()->first, nullptr));
+      model.erase(model.begin());
+    }
+    uint64_t mk = model.begin()->first;
+    MConn before = modelOf(*t, mk);
+    std::vector<std::string> names;
+    for (int i = 0; i < 3000; ++i) names.push_back("multi-" + std::to_string(i) + std::string(60, 'm'));
+    std::vector<std::string_view> views(names.begin(), names.end());
+    uint64_t errors = t->fullErrors();
+    bool r = t->subscribe(mk, views);
+    CHECK_FALSE(r);
+    CHECK(t->fullErrors() == errors + 1);
+    MConn after = modelOf(*t, mk);
+    CHECK(selfConsistency(*t) == "");
+    CHECK(selfConsistency(*reader) == "");
+    for (const auto& topic : before.topics) CHECK(after.topics.count(topic) == 1);
+    size_t added = after.topics.size() - before.topics.size();
+    WARN_MESSAGE(added == 0, "subscribe() of " << names.size() << " topics returned false after adding " << added
+                                               << " of them (partly applied)");
+    model[mk] = after;
+    CHECK(diffThrough(*t, model) == "");
+    REQUIRE(t->erase(mk, nullptr));  // gives all of it back
+    model.erase(mk);
+    CHECK(t->insert(mk, mk));
+    CHECK(t->setSession(mk, session));
+    model[mk].localRef = mk;
+    model[mk].session = session;
+    CHECK(diffThrough(*t, model) == "");
+  }
 
   // Empty it completely: nothing may be left behind in the indexes.
   while (!model.empty()) {
