@@ -12,6 +12,7 @@
 #include "common/meter.hpp"
 #include "shm/names.hpp"
 #include "worker/biz_link.hpp"
+#include "worker/http_client.hpp"
 #include "worker/peer_links.hpp"
 #include "worker/router.hpp"
 #include "worker/ws_server.hpp"
@@ -67,6 +68,10 @@ namespace {
 class WorkerProcess {
  public:
   explicit WorkerProcess(Worker& w) : w_(w), ws_(w), links_(w), peers_(w), router_(w) {
+    uv_loop_init(&loop_);
+    w.loop = &loop_;
+    http_ = std::make_unique<HttpClient>(&loop_);
+    w.http = http_.get();
     w.ws = &ws_;
     w.links = &links_;
     w.peers = &peers_;
@@ -74,8 +79,6 @@ class WorkerProcess {
   }
 
   int run() {
-    uv_loop_init(&loop_);
-    w_.loop = &loop_;
     const int signums[kSignals] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2};
     for (int i = 0; i < kSignals; ++i) {
       uv_signal_init(&loop_, &signals_[i]);
@@ -157,8 +160,10 @@ class WorkerProcess {
   }
 
   void drainTick() {
-    constexpr uint64_t kFlushLimitMs = 1000;
-    if (uv_now(&loop_) - drainStartedMs_ < kFlushLimitMs && !flushed()) return;
+    // ConnClose events may wait for OnClose callbacks, which have their own deadline.
+    uint64_t limitMs = 1000 + uint64_t(w_.config.customer.callbackApiDeadline.count());
+    if (uv_now(&loop_) - drainStartedMs_ < limitMs && !(flushed() && http_->inFlight() == 0)) return;
+    http_->shutdown();
     uv_timer_stop(&drainTimer_);
     w_.info().state = uint32_t(shm::WorkerState::Exited);
     // After a reload the business reconnects to the new generation: hold events meanwhile.
@@ -199,6 +204,7 @@ class WorkerProcess {
   BizLinks links_;
   PeerLinks peers_;
   Router router_;
+  std::unique_ptr<HttpClient> http_;
 };
 
 bool WorkerProcess::flushed() const {

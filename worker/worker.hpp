@@ -28,6 +28,7 @@ class WsServer;
 class BizLinks;
 class PeerLinks;
 class Router;
+class HttpClient;
 
 // Listening sockets inherited from the master: fds 3, 4, 5 are the client, worker and task
 // sockets of one slot set, 6, 7, 8 of the next, and so on. A worker accepts on several sets
@@ -58,6 +59,7 @@ struct Worker {
   BizLinks* links = nullptr;
   PeerLinks* peers = nullptr;
   Router* router = nullptr;
+  HttpClient* http = nullptr;  // open/close callbacks
 
   shm::WorkerInfo& info() const { return (*control)->workers[serial]; }
   void mark(int item, int64_t amount = 1) const {

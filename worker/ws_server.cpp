@@ -15,6 +15,8 @@
 #include "common/log.hpp"
 #include "connClose.pb.h"
 #include "connOpen.pb.h"
+#include "connOpenResp.pb.h"
+#include "worker/http_client.hpp"
 #include "cmd.pb.h"
 #include "transfer.pb.h"
 #include "worker/biz_link.hpp"
@@ -32,6 +34,9 @@ struct Handshake {
   std::string remoteAddr;
   uint32_t acceptedAt = 0;  // monotonic seconds
   uv_poll_t* peekPoll = nullptr;  // set while waiting for the request line, before adoption
+  std::string connOpen;           // the serialized ConnOpen, sent after opening
+  uint64_t callbackId = 0;        // pending OnOpenCallbackApi request
+  std::vector<std::string> waiting;  // client messages received while the callback is pending
 };
 
 struct WsServer::PendingAccept {
@@ -306,6 +311,7 @@ void WsServer::unlink(Conn* conn) {
 }
 
 void WsServer::freeConn(Conn* conn) {
+  if (conn->handshake && conn->handshake->callbackId) worker_.http->cancel(conn->handshake->callbackId);
   while (Conn::OutNode* node = conn->outHead) {
     conn->outHead = node->next;
     node->message->release();
@@ -361,7 +367,7 @@ int WsServer::onLwsEvent(lws* wsi, int reason, void* in, size_t len) {
       openConnection(*conn);
       return 0;
     case LWS_CALLBACK_RECEIVE: {
-      if (!conn || conn->phase != Conn::Open) return 0;
+      if (!conn || (conn->phase != Conn::Open && conn->phase != Conn::Opening)) return 0;
       auto* data = static_cast<const char*>(in);
       bool complete = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
       size_t limit = size_t(worker_.config.customer.receivePackLimit);
@@ -407,45 +413,78 @@ int WsServer::onLwsEvent(lws* wsi, int reason, void* in, size_t len) {
   }
 }
 
+void WsServer::refuse(Conn& conn, uint16_t code, std::string_view reason) {
+  conn.phase = Conn::Open;  // a close frame needs an established websocket
+  closePolitely(conn, code, reason);
+}
+
+// §6.4 with DECISIONS 3 and 4: checks, the optional OnOpen callback (the connection stays
+// invisible and its messages wait meanwhile), then registration, then the ConnOpen event.
 void WsServer::openConnection(Conn& conn) {
   const auto& cfg = worker_.config.customer;
-  if (worker_.stopping) {
-    conn.phase = Conn::Open;
-    closePolitely(conn, 1012, "service restart");
-    return;
-  }
-  if (cfg.maxOnlineNum > 0 && worker_.onlineSockets() > cfg.maxOnlineNum) {
-    conn.phase = Conn::Open;
-    closePolitely(conn, 1013, "open rate limited, try again later");
-    return;
-  }
+  if (worker_.stopping) return refuse(conn, 1012, "service restart");
+  if (cfg.maxOnlineNum > 0 && worker_.onlineSockets() > cfg.maxOnlineNum)
+    return refuse(conn, 1013, "open rate limited, try again later");
   if (!worker_.allowOpen()) {
     worker_.mark(8);
-    conn.phase = Conn::Open;
-    closePolitely(conn, 1013, "open rate limited, try again later");
-    return;
+    return refuse(conn, 1013, "open rate limited, try again later");
   }
-  if (!worker_.table->insert(conn.key, reinterpret_cast<uint64_t>(&conn))) {
-    conn.phase = Conn::Open;
-    closePolitely(conn, 1013, "server busy, try again later");
-    return;
-  }
+  Handshake& hs = *conn.handshake;
+  netsvr::connOpen::ConnOpen open;
+  open.set_uniqid(worker_.uniqIdOf(conn.key));
+  open.set_rawquery(hs.rawQuery);
+  open.set_xforwardedfor(hs.xForwardedFor);
+  open.set_xrealip(hs.xRealIp);
+  open.set_remoteaddr(hs.remoteAddr);
+  hs.connOpen = open.SerializeAsString();
+  conn.lastActive = monotonicSeconds();
+  if (cfg.onOpenCallbackApi.empty()) return finishOpen(conn, nullptr);
+
+  conn.phase = Conn::Opening;
+  Conn* target = &conn;
+  hs.callbackId = worker_.http->post(
+      cfg.onOpenCallbackApi, hs.connOpen, "application/x-protobuf", true, cfg.callbackApiDeadline,
+      [this, target](HttpResult result) {
+        Conn& c = *target;  // alive: freeConn() cancels a pending callback
+        c.handshake->callbackId = 0;
+        if (c.phase != Conn::Opening) return;
+        std::string error = callbackErrorText(result);
+        netsvr::connOpenResp::ConnOpenResp resp;
+        if (error.empty() && !resp.ParseFromString(result.body)) error = "invalid ConnOpenResp in the callback response";
+        if (!error.empty()) {
+          LOG_WARN("OnOpenCallbackApi for %s: %s", worker_.uniqIdOf(c.key).c_str(), error.c_str());
+          return refuse(c, 1011, error);
+        }
+        if (!resp.allow()) {
+          c.phase = Conn::Open;
+          if (!resp.data().empty()) deliver(c, resp.data());
+          return closePolitely(c, 1008, "unauthorized");
+        }
+        finishOpen(c, &resp);
+      });
+}
+
+void WsServer::finishOpen(Conn& conn, const netsvr::connOpenResp::ConnOpenResp* resp) {
+  const auto& cfg = worker_.config.customer;
+  if (!worker_.table->insert(conn.key, reinterpret_cast<uint64_t>(&conn)))
+    return refuse(conn, 1013, "server busy, try again later");
   conn.flags |= Conn::InTable;
   conn.phase = Conn::Open;
-  conn.lastActive = monotonicSeconds();
   conn.window.init(cfg.limitZeroWindowMaxRequests);
   worker_.info().clients.fetch_add(1, std::memory_order_relaxed);
   worker_.mark(1);
-
+  if (resp) {  // seeded state is indexed before anyone can see the connection
+    if (!resp->newsession().empty()) worker_.table->setSession(conn.key, resp->newsession());
+    if (!resp->newcustomerid().empty()) worker_.table->setCustomerId(conn.key, resp->newcustomerid());
+    if (!resp->newtopics().empty())
+      worker_.table->subscribe(conn.key, std::vector<std::string_view>(resp->newtopics().begin(), resp->newtopics().end()));
+    if (!resp->data().empty()) deliver(conn, resp->data());
+  }
   std::unique_ptr<Handshake> hs = std::move(conn.handshake);
-  if (worker_.links->hasReceiver(Event::OnOpen)) {
-    netsvr::connOpen::ConnOpen open;
-    open.set_uniqid(worker_.uniqIdOf(conn.key));
-    open.set_rawquery(hs->rawQuery);
-    open.set_xforwardedfor(hs->xForwardedFor);
-    open.set_xrealip(hs->xRealIp);
-    open.set_remoteaddr(hs->remoteAddr);
-    worker_.links->emitEvent(Event::OnOpen, netsvr::cmd::ConnOpen, open.SerializeAsString());
+  worker_.links->emitEvent(Event::OnOpen, netsvr::cmd::ConnOpen, hs->connOpen);
+  for (const auto& message : hs->waiting) {  // what the client sent during the callback, in order
+    if (conn.phase != Conn::Open) break;
+    onMessage(conn, message);
   }
 }
 
@@ -457,18 +496,34 @@ void WsServer::closedConnection(Conn& conn) {
   worker_.table->erase(conn.key, &snapshot);
   worker_.info().clients.fetch_sub(1, std::memory_order_relaxed);
   worker_.mark(2);
-  if (worker_.links->hasReceiver(Event::OnClose)) {
-    netsvr::connClose::ConnClose close;
-    close.set_uniqid(worker_.uniqIdOf(conn.key));
-    close.set_customerid(snapshot.customerId);
-    close.set_session(snapshot.session);
-    for (auto& t : snapshot.topics) close.add_topics(std::move(t));
-    worker_.links->emitEvent(Event::OnClose, netsvr::cmd::ConnClose, close.SerializeAsString());
+  const auto& cfg = worker_.config.customer;
+  bool eventWanted = worker_.links->hasReceiver(Event::OnClose);
+  if (!eventWanted && cfg.onCloseCallbackApi.empty()) return;
+  netsvr::connClose::ConnClose close;
+  close.set_uniqid(worker_.uniqIdOf(conn.key));
+  close.set_customerid(snapshot.customerId);
+  close.set_session(snapshot.session);
+  for (auto& t : snapshot.topics) close.add_topics(std::move(t));
+  std::string body = close.SerializeAsString();
+  if (cfg.onCloseCallbackApi.empty()) {
+    worker_.links->emitEvent(Event::OnClose, netsvr::cmd::ConnClose, body);
+    return;
   }
+  // §8.2: the callback first, then the event, whatever the callback answered.
+  Worker* w = &worker_;
+  worker_.http->post(cfg.onCloseCallbackApi, body, "application/x-protobuf", false, cfg.callbackApiDeadline,
+                     [w, body](HttpResult result) {
+                       if (!result.ok) LOG_WARN("OnCloseCallbackApi: %s", result.error.c_str());
+                       w->links->emitEvent(Event::OnClose, netsvr::cmd::ConnClose, body);
+                     });
 }
 
 void WsServer::onMessage(Conn& conn, std::string_view data) {
   conn.lastActive = monotonicSeconds();
+  if (conn.phase == Conn::Opening) {  // the open callback is pending: keep the order
+    conn.handshake->waiting.emplace_back(data);
+    return;
+  }
   if (data == worker_.config.customer.heartbeatMessage) {
     worker_.mark(3);
     return;
@@ -527,6 +582,7 @@ void WsServer::deliver(Conn& conn, std::string_view data) {
 }
 
 void WsServer::closePolitely(Conn& conn, uint16_t code, std::string_view reason) {
+  if (conn.phase == Conn::Opening) conn.phase = Conn::Open;
   if (conn.phase != Conn::Open || !conn.wsi) return;
   conn.phase = Conn::Closing;
   std::string payload;
@@ -590,7 +646,7 @@ void WsServer::stopAccepting() {
 void WsServer::closeAll(uint16_t code, std::string_view reason) {
   for (Conn* c = head_; c;) {
     Conn* next = c->next;
-    if (c->phase == Conn::Open) closePolitely(*c, code, reason);
+    if (c->phase == Conn::Open || c->phase == Conn::Opening) closePolitely(*c, code, reason);
     else abandon(*c);
     c = next;
   }

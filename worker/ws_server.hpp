@@ -17,6 +17,9 @@ struct lws_context;
 struct lws_vhost;
 
 namespace netsvr {
+namespace connOpenResp {
+class ConnOpenResp;
+}
 
 struct Worker;
 
@@ -37,7 +40,7 @@ struct OutMessage {
 struct Handshake;
 
 struct Conn {
-  enum Phase : uint8_t { Adopting, Http, Open, Closing };
+  enum Phase : uint8_t { Adopting, Http, Opening, Open, Closing };
   enum Flag : uint8_t {
     InTable = 1,      // visible to commands (completed open processing)
     CloseSent = 2,    // our close frame is on the wire
@@ -111,6 +114,8 @@ class WsServer {
   void unlink(Conn* conn);
   void sweep();
   void openConnection(Conn& conn);
+  void finishOpen(Conn& conn, const netsvr::connOpenResp::ConnOpenResp* resp);
+  void refuse(Conn& conn, uint16_t code, std::string_view reason);
   void closedConnection(Conn& conn);
   void onMessage(Conn& conn, std::string_view data);
   int onWritable(Conn& conn);
