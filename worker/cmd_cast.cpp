@@ -24,29 +24,6 @@ struct Shared {
   OutMessage* message;
 };
 
-template <class Range>
-bool hasAnyCustomer(const shm::TableData& t, const Range& ids) {
-  for (const auto& id : ids)
-    if (!id.empty() && t.byCustomer.find(std::string_view(id), shm::StableHash(), shm::StringEqual()) != t.byCustomer.end())
-      return true;
-  return false;
-}
-
-template <class Range>
-bool hasAnyTopic(const shm::TableData& t, const Range& topics) {
-  for (const auto& topic : topics)
-    if (!topic.empty() && t.byTopic.find(std::string_view(topic), shm::StableHash(), shm::StringEqual()) != t.byTopic.end())
-      return true;
-  return false;
-}
-
-// The local connection of a uniqId owned by this worker, if open.
-Conn* localConn(Worker& w, std::string_view uniqId) {
-  uint64_t key;
-  int owner = w.router->ownerOf(uniqId, key);
-  return owner == w.serial ? w.ws->findOpen(key) : nullptr;
-}
-
 }  // namespace
 
 void cmdBroadcast(TaskContext& ctx, std::string_view body) {
@@ -76,7 +53,7 @@ void cmdMulticast(TaskContext& ctx, std::string_view body) {
 void cmdMulticastByCustomerId(TaskContext& ctx, std::string_view body) {
   netsvr::multicastByCustomerId::MulticastByCustomerId req;
   if (!parseBody(req, body) || req.data().empty()) return;
-  ctx.forwardWhere([&](const shm::TableData& t) { return hasAnyCustomer(t, req.customerids()); }, false);
+  ctx.forwardWhere([&](const shm::TableData& t) { return indexHasAny(t.byCustomer, req.customerids()); }, false);
   std::vector<std::string_view> distinct;
   for (const auto& id : req.customerids())
     if (!id.empty() && std::find(distinct.begin(), distinct.end(), id) == distinct.end()) distinct.push_back(id);
@@ -88,7 +65,7 @@ void cmdMulticastByCustomerId(TaskContext& ctx, std::string_view body) {
 void cmdSingleCastByCustomerId(TaskContext& ctx, std::string_view body) {
   netsvr::singleCastByCustomerId::SingleCastByCustomerId req;
   if (!parseBody(req, body) || req.customerid().empty() || req.data().empty()) return;
-  ctx.forwardWhere([&](const shm::TableData& t) { return hasAnyCustomer(t, std::array<std::string_view, 1>{req.customerid()}); }, false);
+  ctx.forwardWhere([&](const shm::TableData& t) { return indexHasAny(t.byCustomer, std::array<std::string_view, 1>{req.customerid()}); }, false);
   Shared shared(req.data());
   forEachLocalOfCustomer(ctx.worker, req.customerid(), [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
 }
@@ -108,7 +85,7 @@ void cmdSingleCastBulk(TaskContext& ctx, std::string_view body) {
 void cmdSingleCastBulkByCustomerId(TaskContext& ctx, std::string_view body) {
   netsvr::singleCastBulkByCustomerId::SingleCastBulkByCustomerId req;
   if (!parseBody(req, body)) return;
-  ctx.forwardWhere([&](const shm::TableData& t) { return hasAnyCustomer(t, req.customerids()); }, false);
+  ctx.forwardWhere([&](const shm::TableData& t) { return indexHasAny(t.byCustomer, req.customerids()); }, false);
   forEachBulkPair(req.customerids(), req.data(), [&](const std::string& id, const std::string& data) {
     Shared shared(data);
     forEachLocalOfCustomer(ctx.worker, id, [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
@@ -119,7 +96,7 @@ void cmdSingleCastBulkByCustomerId(TaskContext& ctx, std::string_view body) {
 void cmdTopicPublish(TaskContext& ctx, std::string_view body) {
   netsvr::topicPublish::TopicPublish req;
   if (!parseBody(req, body) || req.data().empty()) return;
-  ctx.forwardWhere([&](const shm::TableData& t) { return hasAnyTopic(t, req.topics()); }, false);
+  ctx.forwardWhere([&](const shm::TableData& t) { return indexHasAny(t.byTopic, req.topics()); }, false);
   Shared shared(req.data());
   for (const auto& topic : req.topics())  // no dedup across topics, as in Go
     forEachLocalOfTopic(ctx.worker, topic, [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
@@ -128,7 +105,7 @@ void cmdTopicPublish(TaskContext& ctx, std::string_view body) {
 void cmdTopicPublishBulk(TaskContext& ctx, std::string_view body) {
   netsvr::topicPublishBulk::TopicPublishBulk req;
   if (!parseBody(req, body)) return;
-  ctx.forwardWhere([&](const shm::TableData& t) { return hasAnyTopic(t, req.topics()); }, false);
+  ctx.forwardWhere([&](const shm::TableData& t) { return indexHasAny(t.byTopic, req.topics()); }, false);
   forEachBulkPair(req.topics(), req.data(), [&](const std::string& topic, const std::string& data) {
     Shared shared(data);
     forEachLocalOfTopic(ctx.worker, topic, [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });

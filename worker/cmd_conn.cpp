@@ -18,12 +18,6 @@ namespace {
 
 constexpr uint16_t kPolicyViolation = 1008;
 
-Conn* localConn(Worker& w, std::string_view uniqId) {
-  uint64_t key;
-  int owner = w.router->ownerOf(uniqId, key);
-  return owner == w.serial ? w.ws->findOpen(key) : nullptr;
-}
-
 std::vector<std::string_view> views(const google::protobuf::RepeatedPtrField<std::string>& list) {
   return std::vector<std::string_view>(list.begin(), list.end());
 }
@@ -106,11 +100,7 @@ void cmdTopicUnsubscribe(TaskContext& ctx, std::string_view body) {
 void cmdTopicDelete(TaskContext& ctx, std::string_view body) {
   netsvr::topicDelete::TopicDelete req;
   if (!parseBody(req, body) || req.topics().empty()) return;
-  ctx.forwardWhere([&](const shm::TableData& t) {
-    for (const auto& topic : req.topics())
-      if (t.byTopic.find(std::string_view(topic), shm::StableHash(), shm::StringEqual()) != t.byTopic.end()) return true;
-    return false;
-  }, true);
+  ctx.forwardWhere([&](const shm::TableData& t) { return indexHasAny(t.byTopic, req.topics()); }, true);
   std::vector<uint64_t> lost;
   for (const auto& topic : req.topics())
     if (!topic.empty()) ctx.worker.table->deleteTopic(topic, lost);
@@ -132,12 +122,7 @@ void cmdForceOffline(TaskContext& ctx, std::string_view body) {
 void cmdForceOfflineByCustomerId(TaskContext& ctx, std::string_view body) {
   netsvr::forceOfflineByCustomerId::ForceOfflineByCustomerId req;
   if (!parseBody(req, body) || req.customerids().empty()) return;
-  ctx.forwardWhere([&](const shm::TableData& t) {
-    for (const auto& id : req.customerids())
-      if (!id.empty() && t.byCustomer.find(std::string_view(id), shm::StableHash(), shm::StringEqual()) != t.byCustomer.end())
-        return true;
-    return false;
-  }, true);
+  ctx.forwardWhere([&](const shm::TableData& t) { return indexHasAny(t.byCustomer, req.customerids()); }, true);
   for (const auto& id : req.customerids())
     forEachLocalOfCustomer(ctx.worker, id, [&](Conn& conn) { kick(ctx.worker, conn, req.data(), "forceOfflineByCustomerId"); });
 }

@@ -90,23 +90,24 @@ void cmdCheckOnline(TaskContext& ctx, std::string_view body) {
   ctx.reply(resp);
 }
 
-void cmdCustomerIdList(TaskContext& ctx, std::string_view) {
-  std::set<std::string> ids;
+// The distinct names of one index over all workers.
+static std::set<std::string> allNames(TaskContext& ctx, shm::IndexMap TableData::*index) {
+  std::set<std::string> names;
   ctx.worker.router->forEachTable([&](int, const TableData& t) {
-    for (const auto& [id, keys] : t.byCustomer) ids.insert(str(id));
+    for (const auto& [name, keys] : t.*index) names.insert(str(name));
   });
+  return names;
+}
+
+void cmdCustomerIdList(TaskContext& ctx, std::string_view) {
   netsvr::customerIdListResp::CustomerIdListResp resp;
-  for (const auto& id : ids) resp.add_customerids(id);
+  for (const auto& id : allNames(ctx, &TableData::byCustomer)) resp.add_customerids(id);
   ctx.reply(resp);
 }
 
 void cmdCustomerIdCount(TaskContext& ctx, std::string_view) {
-  std::set<std::string> ids;
-  ctx.worker.router->forEachTable([&](int, const TableData& t) {
-    for (const auto& [id, keys] : t.byCustomer) ids.insert(str(id));
-  });
   netsvr::customerIdCountResp::CustomerIdCountResp resp;
-  resp.set_count(int32_t(ids.size()));
+  resp.set_count(int32_t(allNames(ctx, &TableData::byCustomer).size()));
   ctx.reply(resp);
 }
 
@@ -127,27 +128,19 @@ void cmdUniqIdCount(TaskContext& ctx, std::string_view) {
 }
 
 void cmdTopicList(TaskContext& ctx, std::string_view) {
-  std::set<std::string> topics;
-  ctx.worker.router->forEachTable([&](int, const TableData& t) {
-    for (const auto& [name, keys] : t.byTopic) topics.insert(str(name));
-  });
   netsvr::topicListResp::TopicListResp resp;
-  for (const auto& topic : topics) resp.add_topics(topic);
+  for (const auto& topic : allNames(ctx, &TableData::byTopic)) resp.add_topics(topic);
   ctx.reply(resp);
 }
 
 void cmdTopicCount(TaskContext& ctx, std::string_view) {
-  std::set<std::string> topics;
-  ctx.worker.router->forEachTable([&](int, const TableData& t) {
-    for (const auto& [name, keys] : t.byTopic) topics.insert(str(name));
-  });
   netsvr::topicCountResp::TopicCountResp resp;
-  resp.set_count(int32_t(topics.size()));
+  resp.set_count(int32_t(allNames(ctx, &TableData::byTopic).size()));
   ctx.reply(resp);
 }
 
 // Distinct non-empty topics of a request, in a stable order.
-std::set<std::string> distinctTopics(const google::protobuf::RepeatedPtrField<std::string>& topics) {
+static std::set<std::string> distinctTopics(const google::protobuf::RepeatedPtrField<std::string>& topics) {
   std::set<std::string> out;
   for (const auto& t : topics)
     if (!t.empty()) out.insert(t);

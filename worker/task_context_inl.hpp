@@ -29,12 +29,12 @@ void TaskContext::forwardToOwners(const Range& uniqIds, bool ack) {
   }
 }
 
-// Keys are copied first: delivering may close a connection, which edits the index.
+// Calls f(Conn&) for each open local connection listed in index[name]. The keys are copied
+// first: delivering may close a connection, which edits the index.
 template <class F>
-void forEachLocalOfCustomer(Worker& w, std::string_view customerId, F&& f) {
-  if (customerId.empty()) return;
-  const auto& index = w.table->unlockedData().byCustomer;
-  auto it = index.find(customerId, shm::StableHash(), shm::StringEqual());
+void forEachLocalIn(Worker& w, const shm::IndexMap& index, std::string_view name, F&& f) {
+  if (name.empty()) return;
+  auto it = index.find(name, shm::StableHash(), shm::StringEqual());
   if (it == index.end()) return;
   std::vector<uint64_t> keys(it->second.begin(), it->second.end());
   for (uint64_t key : keys)
@@ -42,14 +42,28 @@ void forEachLocalOfCustomer(Worker& w, std::string_view customerId, F&& f) {
 }
 
 template <class F>
+void forEachLocalOfCustomer(Worker& w, std::string_view customerId, F&& f) {
+  forEachLocalIn(w, w.table->unlockedData().byCustomer, customerId, f);
+}
+
+template <class F>
 void forEachLocalOfTopic(Worker& w, std::string_view topic, F&& f) {
-  if (topic.empty()) return;
-  const auto& index = w.table->unlockedData().byTopic;
-  auto it = index.find(topic, shm::StableHash(), shm::StringEqual());
-  if (it == index.end()) return;
-  std::vector<uint64_t> keys(it->second.begin(), it->second.end());
-  for (uint64_t key : keys)
-    if (Conn* conn = w.ws->findOpen(key)) f(*conn);
+  forEachLocalIn(w, w.table->unlockedData().byTopic, topic, f);
+}
+
+// Does the index hold any of the (non-empty) names?
+template <class Range>
+bool indexHasAny(const shm::IndexMap& index, const Range& names) {
+  for (const auto& name : names)
+    if (!name.empty() && index.find(std::string_view(name), shm::StableHash(), shm::StringEqual()) != index.end())
+      return true;
+  return false;
+}
+
+// The open connection of a uniqId if this worker owns it.
+inline Conn* localConn(Worker& w, std::string_view uniqId) {
+  uint64_t key;
+  return w.router->ownerOf(uniqId, key) == w.serial ? w.ws->findOpen(key) : nullptr;
 }
 
 }  // namespace netsvr
