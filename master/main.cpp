@@ -57,7 +57,9 @@ int cmdStop(const std::string& configPath) {
                                              ? config.shutdownWaitTime.count() + 10000
                                              : 120000);
   auto deadline = std::chrono::steady_clock::now() + limit;
-  while (kill(pid, 0) == 0 || readLivePid(config.pidFile) == pid) {
+  // The master holds the pid file's lock until it has cleaned up and exits; a zombie (a parent
+  // that has not reaped it yet) no longer holds it.
+  while (readLivePid(config.pidFile) == pid) {
     if (std::chrono::steady_clock::now() > deadline) {
       fprintf(stderr, "netsvr: master %d still running after %lld ms\n", pid,
               static_cast<long long>(limit.count()));

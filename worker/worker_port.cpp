@@ -41,9 +41,11 @@ void onRegister(BizLinks& links, BizLink& link, std::string_view body) {
   link.events = req.events();
   link.connId = formatConnId(c.worker.address.ip, c.worker.address.port, link.peerIp, link.peerPort,
                              link.acceptedAt);
-  // The response is queued before the link joins the registry, so it precedes every event.
-  replyRegister(link, netsvr::registerResp::Success, link.connId);
+  // Join the registry before answering: a business that opens a client as soon as it reads
+  // the answer must find itself registered on every worker. The answer still precedes every
+  // event on this link: events reach it only through this loop, after this function returns.
   links.addToRegistry(link);
+  replyRegister(link, netsvr::registerResp::Success, link.connId);
   LOG_INFO("business link %u registered for events %d (connId %s)", link.id, link.events,
            link.connId.c_str());
 }

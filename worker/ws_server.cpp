@@ -145,6 +145,7 @@ void OutMessage::release() {
 static_assert(sizeof(Conn) <= 96, "per-connection state must stay small");
 
 WsServer::WsServer(Worker& worker) : worker_(worker) {
+  sendType_ = worker.config.customer.sendMessageType == 2 ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
   uint64_t hb = uint64_t(worker.config.customer.heartbeatInterval.count()) / 1000;
   heartbeatSeconds_ = uint32_t(hb ? hb : 1);
   uint64_t hs = uint64_t(worker.config.customer.handshakeTimeout.count()) / 1000;
@@ -564,14 +565,21 @@ void WsServer::deliver(Conn& conn, OutMessage* message) {
     closePolitely(conn, 1008, "send queue full");
     return;
   }
+  worker_.mark(6);
+  worker_.mark(7, int64_t(frame));
+  if (!conn.outHead && !lws_partial_buffered(conn.wsi)) {
+    // Nothing waits: write now. One send(2) instead of arming POLLOUT, waking up and disarming
+    // it (two epoll_ctl calls and a loop turn); lws keeps any unsent rest and finishes it itself.
+    if (lws_write(conn.wsi, message->payload(), message->size, lws_write_protocol(sendType_)) < 0)
+      lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    return;
+  }
   auto* node = new Conn::OutNode{message, nullptr};
   ++message->refs;
   if (conn.outTail) conn.outTail->next = node;
   else conn.outHead = node;
   conn.outTail = node;
   conn.queuedBytes += message->size;
-  worker_.mark(6);
-  worker_.mark(7, int64_t(frame));
   lws_callback_on_writable(conn.wsi);
 }
 
@@ -610,8 +618,7 @@ int WsServer::onWritable(Conn& conn) {
     conn.flags |= Conn::CloseSent;
   } else {
     conn.queuedBytes -= message->size;
-    auto type = worker_.config.customer.sendMessageType == 2 ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
-    rc = lws_write(conn.wsi, message->payload(), message->size, type);
+    rc = lws_write(conn.wsi, message->payload(), message->size, lws_write_protocol(sendType_));
   }
   message->release();
   if (rc < 0) return -1;

@@ -133,6 +133,7 @@ class WsServer {
   void* stopArg_ = nullptr;
   uint32_t heartbeatSeconds_ = 120;
   uint32_t handshakeSeconds_ = 10;
+  int sendType_ = 0;  // lws_write_protocol of data frames (Customer.SendMessageType)
 };
 
 }  // namespace netsvr
