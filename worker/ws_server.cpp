@@ -20,36 +20,15 @@
 #include "cmd.pb.h"
 #include "transfer.pb.h"
 #include "worker/biz_link.hpp"
+#include "worker/ws_handshake.hpp"
 #include "worker/worker.hpp"
 
 namespace netsvr {
 
 const size_t OutMessage::kHeadroom = LWS_PRE;
 
-struct Handshake {
-  std::string rawQuery;
-  bool rawQueryKnown = false;
-  std::string xForwardedFor;
-  std::string xRealIp;
-  std::string remoteAddr;
-  uint32_t acceptedAt = 0;  // monotonic seconds
-  uv_poll_t* peekPoll = nullptr;  // set while waiting for the request line, before adoption
-  std::string connOpen;           // the serialized ConnOpen, sent after opening
-  uint64_t callbackId = 0;        // pending OnOpenCallbackApi request
-  std::vector<std::string> waiting;  // client messages received while the callback is pending
-};
-
-struct WsServer::PendingAccept {
-  uv_poll_t poll;
-  WsServer* server;
-  Conn* conn;
-  int fd;
-  bool adopt;  // false: the socket is given up (closed) when the poll handle is closed
-};
-
 namespace {
 
-constexpr size_t kPeekBytes = 8192;       // the request line must fit here
 constexpr size_t kRxBufferSize = 1024;    // lws per-connection receive buffer (LWS-NOTES.md)
 constexpr int kCloseGraceSeconds = 2;     // §6.8: TCP force-closed 2 s after our close frame
 // lws 4.1 keeps LWS_WRITE_CLOSE (4, between HTTP and PING) in its private headers.
@@ -109,20 +88,6 @@ int respondHttp(lws* wsi, int code, const char* text, std::string_view body) {
   p += body.size();
   lws_write(wsi, start, size_t(p - start), LWS_WRITE_HTTP_HEADERS);
   return -1;
-}
-
-// Extracts the raw query of "GET /path?query HTTP/1.1\r\n" as sent (not decoded).
-bool rawQueryOf(std::string_view head, std::string& query) {
-  size_t eol = head.find("\r\n");
-  if (eol == std::string_view::npos) return false;
-  std::string_view line = head.substr(0, eol);
-  size_t sp1 = line.find(' ');
-  size_t sp2 = line.rfind(' ');
-  if (sp1 == std::string_view::npos || sp2 <= sp1) return false;
-  std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-  size_t q = target.find('?');
-  query = q == std::string_view::npos ? std::string() : std::string(target.substr(q + 1));
-  return true;
 }
 
 }  // namespace
@@ -190,112 +155,6 @@ void WsServer::start() {
   sweepTimer_->data = this;
   uv_timer_init(worker_.loop, sweepTimer_);
   uv_timer_start(sweepTimer_, onSweep, 1000, 1000);
-}
-
-void WsServer::onAcceptable(uv_poll_t* handle, int status, int) {
-  int fd = -1;
-  uv_fileno(reinterpret_cast<uv_handle_t*>(handle), &fd);
-  if (status == 0) static_cast<WsServer*>(handle->data)->acceptAll(fd);
-}
-
-void WsServer::acceptAll(int listenFd) {
-  for (;;) {
-    sockaddr_storage peer{};
-    socklen_t peerLen = sizeof peer;
-    int fd = accept4(listenFd, reinterpret_cast<sockaddr*>(&peer), &peerLen,
-                     SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) LOG_WARN("accept: %s", strerror(errno));
-      return;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    auto* conn = new Conn;
-    conn->handshake = std::make_unique<Handshake>();
-    char ip[INET6_ADDRSTRLEN] = {};
-    if (peer.ss_family == AF_INET)
-      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&peer)->sin_addr, ip, sizeof ip);
-    else if (peer.ss_family == AF_INET6)
-      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&peer)->sin6_addr, ip, sizeof ip);
-    conn->handshake->remoteAddr = ip;
-    conn->handshake->acceptedAt = monotonicSeconds();
-    UniqIdParts id = worker_.nextUniqId();
-    conn->key = uniqKeyOf(id.timestamp, id.counter);
-    link(conn);
-    ++sockets_;
-    worker_.info().sockets.fetch_add(1, std::memory_order_relaxed);
-
-    // Wait for the request line so that the raw query can be read before lws decodes it.
-    auto* pending = new PendingAccept{{}, this, conn, fd, true};
-    pending->poll.data = pending;
-    conn->handshake->peekPoll = &pending->poll;
-    uv_poll_init(worker_.loop, &pending->poll, fd);
-    uv_poll_start(&pending->poll, UV_READABLE, onPeekable);
-  }
-}
-
-void WsServer::onPeekable(uv_poll_t* handle, int status, int) {
-  auto* pending = static_cast<PendingAccept*>(handle->data);
-  Conn* conn = pending->conn;
-  char buf[kPeekBytes];
-  ssize_t n = status == 0 ? recv(pending->fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT) : -1;
-  if (n < 0 && (errno == EAGAIN || errno == EINTR) && status == 0) return;
-  if (n > 0) {
-    conn->handshake->rawQueryKnown = rawQueryOf(std::string_view(buf, size_t(n)), conn->handshake->rawQuery);
-  } else {
-    pending->adopt = false;  // closed before sending anything
-  }
-  conn->handshake->peekPoll = nullptr;
-  uv_poll_stop(handle);
-  // lws polls the same fd once adopted; libuv allows one poll handle per fd, so the adoption
-  // happens only after ours is fully closed.
-  uv_close(reinterpret_cast<uv_handle_t*>(handle), onPeekClosed);
-}
-
-void WsServer::onPeekClosed(uv_handle_t* handle) {
-  auto* pending = static_cast<PendingAccept*>(handle->data);
-  if (pending->adopt) {
-    pending->server->adopt(pending->conn, pending->fd);
-  } else {
-    close(pending->fd);
-    pending->server->freeConn(pending->conn);
-  }
-  delete pending;
-}
-
-void WsServer::abandon(Conn& conn) {
-  if (conn.handshake && conn.handshake->peekPoll) {
-    auto* pending = static_cast<PendingAccept*>(conn.handshake->peekPoll->data);
-    conn.handshake->peekPoll = nullptr;
-    pending->adopt = false;
-    uv_close(reinterpret_cast<uv_handle_t*>(&pending->poll), onPeekClosed);
-  } else if (conn.wsi && conn.phase == Conn::Http) {
-    lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-  }
-}
-
-void WsServer::adopt(Conn* conn, int fd) {
-  lws_adopt_desc_t desc{};
-  desc.vh = vhost_;
-  int type = LWS_ADOPT_HTTP | LWS_ADOPT_SOCKET;
-  if (!worker_.config.customer.tlsCertFile.empty()) type |= LWS_ADOPT_ALLOW_SSL;
-  desc.type = lws_adoption_type(type);
-  desc.fd.sockfd = fd;
-  desc.opaque = conn;
-  lws* wsi = lws_adopt_descriptor_vhost_via_info(&desc);
-  if (!wsi) {
-    // lws has closed the fd already (LWS-NOTES.md).
-    LOG_WARN("lws refused to adopt a client socket");
-    freeConn(conn);
-    return;
-  }
-  if (conn->flags & Conn::Destroyed) {
-    freeConn(conn);
-    return;
-  }
-  conn->wsi = wsi;
-  conn->phase = Conn::Http;
 }
 
 void WsServer::link(Conn* conn) {
@@ -642,12 +501,6 @@ void WsServer::sweep() {
   if (worker_.table->fullErrors() && log::enabled(log::Level::Debug))
     LOG_DEBUG("routing table: %llu writes refused for lack of space",
               static_cast<unsigned long long>(worker_.table->fullErrors()));
-}
-
-void WsServer::stopAccepting() {
-  for (uv_poll_t* poll : acceptPolls_)
-    uv_close(reinterpret_cast<uv_handle_t*>(poll), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-  acceptPolls_.clear();
 }
 
 void WsServer::closeAll(uint16_t code, std::string_view reason) {

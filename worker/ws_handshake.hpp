@@ -1,0 +1,36 @@
+// Per-connection state that exists only until a connection has opened (ws_server.cpp and
+// ws_accept.cpp share it).
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "worker/ws_server.hpp"
+
+namespace netsvr {
+
+struct Handshake {
+  std::string rawQuery;
+  bool rawQueryKnown = false;
+  std::string xForwardedFor;
+  std::string xRealIp;
+  std::string remoteAddr;
+  uint32_t acceptedAt = 0;  // monotonic seconds
+  uv_poll_t* peekPoll = nullptr;  // set while waiting for the request line, before adoption
+  std::string connOpen;           // the serialized ConnOpen, sent after opening
+  uint64_t callbackId = 0;        // pending OnOpenCallbackApi request
+  std::vector<std::string> waiting;  // client messages received while the callback is pending
+};
+
+struct WsServer::PendingAccept {
+  uv_poll_t poll;
+  WsServer* server;
+  Conn* conn;
+  int fd;
+  bool adopt;  // false: the socket is given up (closed) when the poll handle is closed
+};
+
+}  // namespace netsvr
