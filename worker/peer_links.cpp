@@ -193,8 +193,10 @@ bool PeerLinks::send(int serial, uint32_t cmd, std::string_view head, std::strin
   struct Write {
     uv_write_t req;
     std::string data;
+    PeerLinks* owner;
   };
   auto* write = new Write;
+  write->owner = this;
   write->data.reserve(8 + head.size() + body.size());
   write->data.resize(8);
   writeBe32(write->data.data(), uint32_t(4 + head.size() + body.size()));
@@ -203,9 +205,17 @@ bool PeerLinks::send(int serial, uint32_t cmd, std::string_view head, std::strin
   write->data.append(body);
   write->req.data = write;
   uv_buf_t buf = uv_buf_init(write->data.data(), unsigned(write->data.size()));
-  int rc = uv_write(&write->req, reinterpret_cast<uv_stream_t*>(&link->pipe), &buf, 1,
-                    [](uv_write_t* req, int) { delete static_cast<Write*>(req->data); });
+  queued_ += write->data.size();
+  int rc = uv_write(&write->req, reinterpret_cast<uv_stream_t*>(&link->pipe), &buf, 1, [](uv_write_t* req, int) {
+    auto* w = static_cast<Write*>(req->data);
+    PeerLinks* owner = w->owner;
+    size_t before = owner->queued_;
+    owner->queued_ -= w->data.size();
+    delete w;
+    if (before >= kPeerLowWater && owner->queued_ < kPeerLowWater) onPeersDrained(owner->worker_);
+  });
   if (rc != 0) {
+    queued_ -= write->data.size();
     delete write;
     link->close();
     return false;

@@ -33,6 +33,11 @@ class PeerLinks {
 
   bool sendTask(int serial, uint32_t requestId, std::string_view taskPayload);
   bool sendEvent(int serial, uint32_t linkId, std::string_view packet);
+  // Bytes written to peers but not yet taken by the kernel. A task link stops reading while
+  // this is above kPeerHighWater, so a flood of forwarded commands cannot grow memory.
+  size_t queuedBytes() const { return queued_; }
+  static constexpr size_t kPeerHighWater = 4u << 20;  // bytes
+  static constexpr size_t kPeerLowWater = 1u << 20;   // bytes
 
  private:
   struct Link;
@@ -47,6 +52,7 @@ class PeerLinks {
   bool listening_ = false;
   std::unordered_map<int, Link*> outbound_;  // by peer serial
   std::unordered_map<Link*, bool> all_;
+  size_t queued_ = 0;
 };
 
 }  // namespace netsvr

@@ -52,5 +52,6 @@ void runForwardedTask(Worker& worker, std::string_view payload);
 void onPeerAck(Worker& worker, uint32_t requestId);
 void onPeerGone(Worker& worker, int serial);
 void onTaskLinkClosed(uint32_t linkId);
+void onPeersDrained(Worker& worker);
 
 }  // namespace netsvr

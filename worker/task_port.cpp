@@ -68,6 +68,7 @@ struct Waiting {
 };
 std::unordered_map<uint32_t, Waiting> gWaiting;  // by request id
 std::unordered_map<uint32_t, uint32_t> gWaitingPerLink;
+std::vector<uint32_t> gWaitingForPeers;  // links paused until the peer links drain
 uint32_t gNextRequestId = 1;
 uv_timer_t* gWaitTimer = nullptr;
 constexpr uint64_t kAckTimeoutMs = 5000;  // a peer that neither answers nor dies
@@ -122,7 +123,12 @@ bool handleTaskPacket(Worker& worker, BizLink& link, uint32_t cmd, std::string_v
   std::string_view payload(body.data() - kCmdSize, body.size() + kCmdSize);
   TaskContext ctx{worker, &link, cmd, payload, {}};
   spec->handler(ctx, body);
-  if (gWaitingPerLink.count(link.id)) link.pause();
+  if (gWaitingPerLink.count(link.id)) {
+    link.pause();
+  } else if (worker.peers->queuedBytes() > PeerLinks::kPeerHighWater) {
+    link.pause();  // backpressure: other workers take our forwarded commands too slowly
+    gWaitingForPeers.push_back(link.id);
+  }
   return true;
 }
 
@@ -143,6 +149,14 @@ void onPeerGone(Worker& worker, int serial) {
   for (const auto& [id, w] : gWaiting)
     if (w.serial == serial) ids.push_back(id);
   for (uint32_t id : ids) release(worker, id);
+}
+
+void onPeersDrained(Worker& worker) {
+  std::vector<uint32_t> links;
+  links.swap(gWaitingForPeers);
+  for (uint32_t id : links)
+    if (!gWaitingPerLink.count(id))
+      if (BizLink* link = worker.links->find(id)) link->resume();
 }
 
 void onTaskLinkClosed(uint32_t linkId) {

@@ -61,7 +61,7 @@ void WsServer::acceptAll(int listenFd) {
     else if (peer.ss_family == AF_INET6)
       inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&peer)->sin6_addr, ip, sizeof ip);
     conn->handshake->remoteAddr = ip;
-    conn->handshake->acceptedAt = monotonicSeconds();
+    conn->handshake->acceptedAtMs = uv_now(worker_.loop);
     UniqIdParts id = worker_.nextUniqId();
     conn->key = uniqKeyOf(id.timestamp, id.counter);
     link(conn);
@@ -113,7 +113,9 @@ void WsServer::abandon(Conn& conn) {
     pending->adopt = false;
     uv_close(reinterpret_cast<uv_handle_t*>(&pending->poll), onPeekClosed);
   } else if (conn.wsi && conn.phase == Conn::Http) {
-    lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    // lws's own timers would keep a half-sent request for its idle timeout; a shut-down socket
+    // makes lws close it at its next read.
+    shutdown(lws_get_socket_fd(conn.wsi), SHUT_RDWR);
   }
 }
 

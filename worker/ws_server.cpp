@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -113,8 +114,7 @@ WsServer::WsServer(Worker& worker) : worker_(worker) {
   sendType_ = worker.config.customer.sendMessageType == 2 ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
   uint64_t hb = uint64_t(worker.config.customer.heartbeatInterval.count()) / 1000;
   heartbeatSeconds_ = uint32_t(hb ? hb : 1);
-  uint64_t hs = uint64_t(worker.config.customer.handshakeTimeout.count()) / 1000;
-  handshakeSeconds_ = uint32_t(hs ? hs : 1);
+  handshakeMs_ = uint64_t(worker.config.customer.handshakeTimeout.count());
 }
 
 WsServer::~WsServer() = default;
@@ -131,7 +131,7 @@ void WsServer::start() {
   info.pcontext = &context_;
   info.gid = -1;
   info.uid = -1;
-  info.timeout_secs = handshakeSeconds_;
+  info.timeout_secs = unsigned(std::max<uint64_t>(1, handshakeMs_ / 1000));
   const auto& cfg = worker_.config.customer;
   if (!cfg.tlsCertFile.empty()) {  // wss: OpenSSL through lws on every adopted socket
     info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -154,7 +154,9 @@ void WsServer::start() {
   sweepTimer_ = new uv_timer_t;
   sweepTimer_->data = this;
   uv_timer_init(worker_.loop, sweepTimer_);
-  uv_timer_start(sweepTimer_, onSweep, 1000, 1000);
+  // Every second at most; sooner when the handshake timeout is shorter (it is checked here too).
+  uint64_t sweepMs = std::clamp<uint64_t>(handshakeMs_ / 4, 50, 1000);
+  uv_timer_start(sweepTimer_, onSweep, sweepMs, sweepMs);
 }
 
 void WsServer::link(Conn* conn) {
@@ -493,7 +495,8 @@ void WsServer::sweep() {
     Conn* next = c->next;
     if (c->phase == Conn::Open && now - c->lastActive > heartbeatSeconds_) {
       closePolitely(*c, 1001, "heartbeat timeout");
-    } else if (c->handshake && now - c->handshake->acceptedAt > handshakeSeconds_) {
+    } else if (c->handshake && c->phase != Conn::Opening &&
+               uv_now(worker_.loop) - c->handshake->acceptedAtMs >= handshakeMs_) {
       abandon(*c);  // never completed the upgrade in time (DECISIONS 8)
     }
     c = next;

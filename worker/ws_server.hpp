@@ -132,7 +132,7 @@ class WsServer {
   void (*stopDone_)(void*) = nullptr;
   void* stopArg_ = nullptr;
   uint32_t heartbeatSeconds_ = 120;
-  uint32_t handshakeSeconds_ = 10;
+  uint64_t handshakeMs_ = 10000;  // Customer.HandshakeTimeout
   int sendType_ = 0;  // lws_write_protocol of data frames (Customer.SendMessageType)
 };
 
