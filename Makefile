@@ -20,7 +20,7 @@ run: build
 # Unit tests under ASan+UBSan (pure code), then the integration tests against the real binary.
 unit-asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -DNETSVR_SANITIZE=ON -DNETSVR_UNIT_ONLY=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-	@cmake --build $(ASAN_BUILD) -j $(JOBS) --target netsvr_unit_tests
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	@cd $(ASAN_BUILD) && ctest --output-on-failure
 
 unit: build
@@ -28,11 +28,11 @@ unit: build
 
 integration: build
 	@NETSVR_BIN=$(abspath $(BUILD))/netsvr NETSVR_PROTO_PY=$(abspath $(BUILD))/proto_py \
-	  $(PYTHON) -m pytest -q tests/integration
+	  $(PYTHON) -m pytest -q tests/integration tests/stress
 
 test: unit-asan build
-	@NETSVR_BIN=$(abspath $(BUILD))/netsvr NETSVR_PROTO_PY=$(abspath $(BUILD))/proto_py \
-	  $(PYTHON) -m pytest -q tests/integration
+	@ulimit -n 65536 2>/dev/null; NETSVR_BIN=$(abspath $(BUILD))/netsvr NETSVR_PROTO_PY=$(abspath $(BUILD))/proto_py \
+	  $(PYTHON) -m pytest -q tests/integration tests/stress
 
 bench: build
 	@bash scripts/bench.sh

@@ -198,6 +198,7 @@ void Master::spawn(int slot) {
   info.clients = 0;
   info.bizLinks = 0;
   info.taskLinks = 0;
+  info.quiet = 0;
   for (auto& m : info.meters) m.count = 0, m.rate1 = 0, m.rate5 = 0, m.rate15 = 0;
   info.startedAt = time(nullptr);
   info.state = uint32_t(shm::WorkerState::Starting);
@@ -243,16 +244,22 @@ void Master::retireSerial(int serial, bool announce) {
   auto& info = (*control_)->workers[serial];
   info.state = uint32_t(shm::WorkerState::Exited);  // no longer read, routed to or counted
   auto& registry = (*control_)->registry;
+  int32_t lostEvents = 0;
   {
     shm::RobustLock lock(registry.mutex);
     for (auto& e : registry.entries)
-      if (e.used && e.ownerSerial == uint32_t(serial)) e.used = 0;
+      if (e.used && e.ownerSerial == uint32_t(serial)) {
+        lostEvents |= e.events;
+        e.used = 0;
+      }
     registry.version.fetch_add(1);
   }
-  if (info.bizLinks.load() > 0 && !stopping_) {  // its business links died with it
+  if (lostEvents && !stopping_) {  // its business links died with it: the SDK reconnects
     timespec ts{};
     clock_gettime(CLOCK_REALTIME, &ts);
-    (*control_)->holdEventsUntilMs = int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000 + 10000;
+    int64_t until = int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000 + 10000;
+    for (int i = 0; i < 3; ++i)
+      if (lostEvents & (1 << i)) (*control_)->holdEventsUntilMs[i] = until;
   }
   info.bizLinks = 0;
   if (!announce) {

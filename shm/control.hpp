@@ -46,6 +46,7 @@ struct WorkerInfo {
   std::atomic<int64_t> sockets{0};       // accepted client TCP connections not yet closed
   std::atomic<int64_t> bizLinks{0};      // registered worker-port links
   std::atomic<int64_t> taskLinks{0};     // open task-port links
+  std::atomic<uint32_t> quiet{0};        // stopping, with every client gone and its events sent
   MeterSlot meters[kMetricItems + 1];    // index = item number; 0 unused
 };
 
@@ -78,7 +79,8 @@ struct ControlBlock {
   std::atomic<int64_t> startedAt{0};       // unix seconds, for the meters' mean rate
   // Until then (unix ms) events with no registered receiver are held, not dropped: a reload or
   // a crash just closed business links, and the SDKs are reconnecting (3 s back-off).
-  std::atomic<int64_t> holdEventsUntilMs{0};
+  // One deadline per event kind (OnOpen, OnClose, OnMessage): only what the lost links served.
+  std::atomic<int64_t> holdEventsUntilMs[3];
   std::atomic<int32_t> limitOnOpen{0};     // current global token-bucket rates (Limit command)
   std::atomic<int32_t> limitOnMessage{0};
   SharedBucket onOpenBucket;               // §9.1, global for the whole gateway

@@ -282,6 +282,11 @@ void BizLinks::removeFromRegistry(uint32_t linkId) {
   }
 }
 
+void BizLinks::withdrawFromRegistry() {
+  for (auto& [id, link] : links_)
+    if (link->events) removeFromRegistry(id);
+}
+
 bool BizLinks::removeByConnId(std::string_view connId) {
   if (connId.size() != kConnIdLength) return false;
   auto& registry = (*worker.control)->registry;
@@ -313,7 +318,6 @@ void BizLinks::refreshReceivers() {
 }
 
 namespace {
-constexpr uint64_t kHoldWindowMs = 10000;        // longer than the SDK's 3 s reconnect back-off
 constexpr size_t kHoldLimitBytes = 64u << 20;    // beyond this, events are dropped (metric 10)
 constexpr uint64_t kHeldFlushIntervalMs = 20;
 
@@ -324,15 +328,26 @@ int64_t unixMs() {
 }
 }  // namespace
 
-void BizLinks::holdEventsWhileBusinessReconnects() {
-  auto& until = (*worker.control)->holdEventsUntilMs;
+void BizLinks::holdEventsWhileBusinessReconnects(int32_t events) {
   int64_t target = unixMs() + int64_t(kHoldWindowMs);
-  int64_t current = until.load();
-  while (current < target && !until.compare_exchange_weak(current, target)) {
+  for (Event e : {Event::OnOpen, Event::OnClose, Event::OnMessage}) {
+    if (!(events & int32_t(e))) continue;
+    auto& until = (*worker.control)->holdEventsUntilMs[eventIndex(e)];
+    int64_t current = until.load();
+    while (current < target && !until.compare_exchange_weak(current, target)) {
+    }
   }
 }
 
-bool BizLinks::holding() const { return unixMs() < (*worker.control)->holdEventsUntilMs.load(); }
+int32_t BizLinks::registeredEvents() const {
+  int32_t events = 0;
+  for (const auto& [id, link] : links_) events |= link->events;
+  return events;
+}
+
+bool BizLinks::holding(Event event) const {
+  return unixMs() < (*worker.control)->holdEventsUntilMs[eventIndex(event)].load();
+}
 
 void BizLinks::hold(Event event, uint32_t cmd, const std::string& body) {
   if (heldBytes_ + body.size() > kHoldLimitBytes) {
@@ -374,13 +389,13 @@ void BizLinks::flushHeld() {
 
 bool BizLinks::hasReceiver(Event event) {
   refreshReceivers();
-  return !receivers_[eventIndex(event)].empty() || holding();
+  return !receivers_[eventIndex(event)].empty() || holding(event);
 }
 
 void BizLinks::emitEvent(Event event, uint32_t cmd, const std::string& body) {
   refreshReceivers();
   if (receivers_[eventIndex(event)].empty() || !held_.empty()) {
-    if (holding() || !held_.empty()) hold(event, cmd, body);
+    if (holding(event) || !held_.empty()) hold(event, cmd, body);
     return;  // no business registered for it: discarded, as in Go
   }
   sendNow(event, cmd, body);

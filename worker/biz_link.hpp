@@ -78,11 +78,15 @@ class BizLinks {
   // Registry of this worker's registered links (worker_port.cpp).
   bool addToRegistry(BizLink& link);
   void removeFromRegistry(uint32_t linkId);
+  void withdrawFromRegistry();  // all of this worker's links, which stay open
   bool removeByConnId(std::string_view connId);  // any worker's link
 
   void onLinkClosed(BizLink& link);
   // Asks every worker to hold receiver-less events for a while (our links are going away).
-  void holdEventsWhileBusinessReconnects();
+  void holdEventsWhileBusinessReconnects(int32_t events);
+  int32_t registeredEvents() const;  // Event bits of this worker's registered links
+  size_t heldEvents() const { return held_.size(); }
+  static constexpr uint64_t kHoldWindowMs = 10000;  // longer than the SDK's 3 s reconnect back-off
   size_t pendingWriteBytes() const;
   BizLink* find(uint32_t id) const;
   Worker& worker;
@@ -113,7 +117,7 @@ class BizLinks {
     std::string body;
     uint64_t sinceMs;
   };
-  bool holding() const;
+  bool holding(Event event) const;
   void hold(Event event, uint32_t cmd, const std::string& body);
   void flushHeld();
   void sendNow(Event event, uint32_t cmd, const std::string& body);

@@ -574,7 +574,19 @@ int txPresend(Conn* c, Token* frame) {
   return 0;
 }
 
-void configure(const Settings& s) { gSettings = s; }
+void configure(const Settings& s) {
+  gSettings = s;
+  Engine& e = engine();  // deflaters and cached output depend on the level
+  for (z_stream*& z : e.deflaters) {
+    if (z) {
+      deflateEnd(z);
+      delete z;
+      z = nullptr;
+    }
+  }
+  for (auto& ent : e.cache) ent.clear();
+  e.scratch.clear();
+}
 bool clientNoContextTakeover(const Conn* c) { return c && c->clientNoCtx; }
 bool holdsInflater(const Conn* c) { return c && c->inflater; }
 void resetForTests() { engine().reset(); }

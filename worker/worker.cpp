@@ -153,21 +153,63 @@ class WorkerProcess {
 
   // Every client is closed and its ConnClose queued: give the business links a moment to
   // flush, then close everything so the loop ends.
+  // Every client is gone and its ConnClose is queued. Before the business links close, every
+  // event already on its way to them must be delivered:
+  //  1. quiesce: our own writes (business links, peers, callbacks) are done; a draining worker
+  //     first leaves the registry, so nobody routes new events to its links;
+  //  2. on stop, wait until every other worker is quiet too (their ConnClose events to our
+  //     links are then in our socket buffers);
+  //  3. a short grace for the loop to read and deliver those, then flush and close.
   void clientsGone() {
     if (drainStartedMs_) return;
     drainStartedMs_ = uv_now(&loop_);
+    if (w_.draining && !w_.stopping && w_.info().bizLinks.load() > 0) {
+      // Hold first: another worker must never see "no receiver" without also seeing the hold.
+      links_.holdEventsWhileBusinessReconnects(links_.registeredEvents());  // it reconnects to the new generation
+      links_.withdrawFromRegistry();
+    }
     uv_timer_start(&drainTimer_, [](uv_timer_t* t) { static_cast<WorkerProcess*>(t->data)->drainTick(); }, 0, 10);
   }
 
+  bool othersQuiet() const {
+    for (int serial = 0; serial < kMaxWorkerSerials; ++serial) {
+      if (serial == w_.serial) continue;
+      const auto& info = (*w_.control)->workers[serial];
+      auto state = shm::WorkerState(info.state.load());
+      if (state != shm::WorkerState::Free && state != shm::WorkerState::Exited && !info.quiet.load()) return false;
+    }
+    return true;
+  }
+
   void drainTick() {
-    // ConnClose events may wait for OnClose callbacks, which have their own deadline.
-    uint64_t limitMs = 1000 + uint64_t(w_.config.customer.callbackApiDeadline.count());
-    if (uv_now(&loop_) - drainStartedMs_ < limitMs && !(flushed() && http_->inFlight() == 0)) return;
+    constexpr uint64_t kGraceMs = 50;          // a few loop turns to read what peers already sent
+    constexpr uint64_t kFlushLimitMs = 1000;   // for a business that does not read
+    constexpr uint64_t kOthersLimitMs = 1000;  // for the other workers to become quiet
+    uint64_t now = uv_now(&loop_);
+    // ConnClose events may wait for OnClose callbacks, which have their own deadline, and events
+    // held for a reconnecting business wait for it.
+    uint64_t limitMs = kFlushLimitMs;
+    if (!w_.config.customer.onCloseCallbackApi.empty()) limitMs += uint64_t(w_.config.customer.callbackApiDeadline.count());
+    if (links_.heldEvents()) limitMs += BizLinks::kHoldWindowMs;
+    bool quiet = flushed() && http_->inFlight() == 0 && peers_.queuedBytes() == 0 && links_.heldEvents() == 0;
+    bool done = false;
+    if (!quiet) {
+      if (now - drainStartedMs_ > limitMs) {
+        LOG_WARN("closing business links with events still unsent");
+        done = true;
+      }
+    } else if (!graceStartedMs_) {
+      w_.info().quiet = 1;
+      if (!quietSinceMs_) quietSinceMs_ = now;
+      if (!w_.stopping || othersQuiet() || now - quietSinceMs_ > kOthersLimitMs) graceStartedMs_ = now;
+    } else {
+      done = now - graceStartedMs_ >= kGraceMs;
+    }
+    if (!done) return;
     http_->shutdown();
     uv_timer_stop(&drainTimer_);
+    w_.info().quiet = 1;
     w_.info().state = uint32_t(shm::WorkerState::Exited);
-    // After a reload the business reconnects to the new generation: hold events meanwhile.
-    if (w_.draining && !w_.stopping && w_.info().bizLinks.load() > 0) links_.holdEventsWhileBusinessReconnects();
     links_.closeAll();
     peers_.stop();
     ws_.destroyContext();
@@ -200,6 +242,8 @@ class WorkerProcess {
   uv_timer_t meterTimer_{};
   MeterRates rates_[shm::kMetricItems + 1];
   uint64_t drainStartedMs_ = 0;
+  uint64_t graceStartedMs_ = 0;
+  uint64_t quietSinceMs_ = 0;
   WsServer ws_;
   BizLinks links_;
   PeerLinks peers_;

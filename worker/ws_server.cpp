@@ -21,6 +21,7 @@
 #include "cmd.pb.h"
 #include "transfer.pb.h"
 #include "worker/biz_link.hpp"
+#include "worker/pm_deflate.hpp"
 #include "worker/ws_handshake.hpp"
 #include "worker/worker.hpp"
 
@@ -133,6 +134,11 @@ void WsServer::start() {
   info.uid = -1;
   info.timeout_secs = unsigned(std::max<uint64_t>(1, handshakeMs_ / 1000));
   const auto& cfg = worker_.config.customer;
+  pmd::Settings deflate;  // permessage-deflate: our extension, never lws's built-in one
+  deflate.level = cfg.compressionLevel;
+  deflate.receiveLimit = uint64_t(cfg.receivePackLimit);
+  info.extensions = pmd::extensions(deflate);  // nullptr when CompressionLevel = 0
+  if (!info.extensions) LOG_DEBUG("permessage-deflate not negotiated (Customer.CompressionLevel = 0)");
   if (!cfg.tlsCertFile.empty()) {  // wss: OpenSSL through lws on every adopted socket
     info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.ssl_cert_filepath = cfg.tlsCertFile.c_str();
@@ -224,6 +230,9 @@ int WsServer::onLwsEvent(lws* wsi, int reason, void* in, size_t len) {
     }
     case LWS_CALLBACK_HTTP:
       return respondHttp(wsi, 200, "OK", "Hello netsvr");
+    case LWS_CALLBACK_ADD_HEADERS:  // completes our Sec-WebSocket-Extensions answer
+      pmd::onAddHeaders(wsi, in);
+      return 0;
     case LWS_CALLBACK_ESTABLISHED:
       if (!conn) return -1;
       openConnection(*conn);
@@ -487,6 +496,13 @@ int WsServer::onWritable(Conn& conn) {
   return 0;
 }
 
+// A draining worker gives sockets that have not sent a request line a second at most: they hold
+// up its exit, and a client that retries lands on the new generation.
+uint64_t WsServer::handshakeLimitMs() const {
+  constexpr uint64_t kDrainingLimitMs = 1000;
+  return worker_.draining ? std::min(handshakeMs_, kDrainingLimitMs) : handshakeMs_;
+}
+
 void WsServer::onSweep(uv_timer_t* handle) { static_cast<WsServer*>(handle->data)->sweep(); }
 
 void WsServer::sweep() {
@@ -496,10 +512,20 @@ void WsServer::sweep() {
     if (c->phase == Conn::Open && now - c->lastActive > heartbeatSeconds_) {
       closePolitely(*c, 1001, "heartbeat timeout");
     } else if (c->handshake && c->phase != Conn::Opening &&
-               uv_now(worker_.loop) - c->handshake->acceptedAtMs >= handshakeMs_) {
+               uv_now(worker_.loop) - c->handshake->acceptedAtMs >= handshakeLimitMs()) {
       abandon(*c);  // never completed the upgrade in time (DECISIONS 8)
     }
     c = next;
+  }
+  if ((worker_.stopping || worker_.draining) && head_) {
+    int phases[5] = {};
+    for (Conn* c = head_; c; c = c->next) {
+      ++phases[c->phase];
+      LOG_DEBUG("  %s phase %d flags %d queued %u idle %us", worker_.uniqIdOf(c->key).c_str(), c->phase, c->flags,
+                c->queuedBytes, monotonicSeconds() - c->lastActive);
+    }
+    LOG_INFO("waiting for sockets to close: adopting %d, http %d, opening %d, open %d, closing %d",
+             phases[Conn::Adopting], phases[Conn::Http], phases[Conn::Opening], phases[Conn::Open], phases[Conn::Closing]);
   }
   if (worker_.table->fullErrors() && log::enabled(log::Level::Debug))
     LOG_DEBUG("routing table: %llu writes refused for lack of space",

@@ -113,6 +113,7 @@ class WsServer {
   void link(Conn* conn);
   void unlink(Conn* conn);
   void sweep();
+  uint64_t handshakeLimitMs() const;
   void openConnection(Conn& conn);
   void finishOpen(Conn& conn, const netsvr::connOpenResp::ConnOpenResp* resp);
   void refuse(Conn& conn, uint16_t code, std::string_view reason);

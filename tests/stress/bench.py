@@ -1,0 +1,406 @@
+#!/usr/bin/env python3
+"""netsvr benchmark driver (called by scripts/bench.sh, i.e. `make bench` / `BENCH=full make bench`).
+
+Starts gateways on free ports with generated configs, runs netsvr-bizsim + netsvr-loadgen
+scenarios against them, measures the gateway's processes from /proc and writes the results to
+docs/BENCHMARKS.md (the section of this mode is replaced, other sections are kept).
+
+Scenarios (sizes per mode in MODES):
+  idle       N connections logged in (customerId, no session) -> memory per connection, open time
+  idle+sess  the same with a 2 KiB session per connection
+  groupchat  TopicPublish to groups at a fixed rate -> msgs/s, CPU per 1M msgs, latency
+  broadcast  Broadcast at a fixed rate -> time for one broadcast to reach all N clients
+  singlecast SingleCast round robin at a fixed rate
+  workers    the same over-capacity TopicPublish load against Workers=1 and Workers=2
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import stresslib as sl  # noqa: E402
+
+MODES = {
+    "quick": {
+        "conns": 5000, "session": 2048, "hold": 1.5,
+        "gc_groups": 50, "gc_rate": 6, "gc_size": 64, "gc_duration": 6,        # 30k msgs/s offered
+        "bc_rate": 2, "bc_duration": 4,
+        "sc_rate": 10000, "sc_duration": 3,
+        # Workers=1 vs 2: 2000 clients in 20 groups; 25k msgs/s, then 200k msgs/s (over capacity)
+        "cmp_conns": 2000, "cmp_groups": 20, "cmp_rate_fixed": 12.5, "cmp_rate_over": 100,
+        "cmp_duration_fixed": 6, "cmp_duration_over": 3,
+    },
+    "full": {
+        "conns": 50000, "session": 2048, "hold": 5,
+        "gc_groups": 100, "gc_rate": 2, "gc_size": 64, "gc_duration": 20,      # 100k msgs/s offered
+        "bc_rate": 0.5, "bc_duration": 10,
+        "sc_rate": 20000, "sc_duration": 10,
+        "cmp_conns": 5000, "cmp_groups": 50, "cmp_rate_fixed": 5, "cmp_rate_over": 40,
+        "cmp_duration_fixed": 10, "cmp_duration_over": 5,
+    },
+}
+
+
+def log(msg: str) -> None:
+    print(f"bench: {msg}", flush=True)
+
+
+class Bench:
+    def __init__(self, mode: str, build: Path, workdir: Path, command: str, repo: Path):
+        self.mode = mode
+        self.p = dict(MODES[mode])
+        self.gw_bin = str(build / "netsvr")
+        self.loadgen = str(build / "netsvr-loadgen")
+        self.bizsim = str(build / "netsvr-bizsim")
+        self.work = workdir
+        self.command = command
+        self.repo = repo
+        self.results: dict = {"mode": mode, "params": self.p}
+        self.notes: list[str] = []
+        self.close_drops: list[str] = []
+
+    # ---- one scenario ---------------------------------------------------------------------
+    def run_pair(self, gw: sl.Gateway, name: str, scenario: str, conns: int, biz_args: list[str],
+                 lg_args: list[str], on_hold=None) -> dict:
+        """bizsim + loadgen; CPU of the gateway sampled from 'publishing start' to 'all end
+        markers received'. on_hold(gw) runs when loadgen holds its idle connections."""
+        d = self.work / name
+        d.mkdir(parents=True, exist_ok=True)
+        cpu: dict = {}
+
+        def sample(key):
+            def fn(_line):
+                cpu[key] = (time.monotonic(), gw.cpu())
+            return fn
+
+        biz = sl.Tool([self.bizsim, "--worker", gw.worker_addr, "--task", gw.task_addr, "--scenario", scenario,
+                       "--clients", str(conns), "--report", str(d / "bizsim.json"), "--quiet", "--linger", "900",
+                       *biz_args],
+                      d / "bizsim.log")
+        biz.on_line(r"publishing start", sample("start"))
+        if not biz.wait_line(r"registered", 15):
+            biz.terminate()
+            raise RuntimeError(f"{name}: bizsim did not register:\n{biz.output()}")
+        mem_base = gw.memory()
+        lg = sl.Tool([self.loadgen, "--url", gw.url, "-n", str(conns), "--scenario", scenario,
+                      "--report", str(d / "loadgen.json"), *lg_args], d / "loadgen.log")
+        lg.on_line(r"all end markers received", sample("end"))
+        held = None
+        if on_hold:
+            if lg.wait_line(r"^loadgen: holding", 600):
+                held = on_hold(gw)
+        try:
+            lg_rc = lg.wait(900)
+        except subprocess.TimeoutExpired:
+            biz.terminate()
+            raise
+        try:  # bizsim ends when it has seen every ConnClose; if some were dropped, SIGTERM ends it
+            biz_rc = biz.wait(1.5)
+        except subprocess.TimeoutExpired:
+            biz_rc = biz.proc.returncode
+        out = {"loadgen": sl.read_json(d / "loadgen.json"), "bizsim": sl.read_json(d / "bizsim.json"),
+               "loadgen_rc": lg_rc, "bizsim_rc": biz_rc, "mem_base": mem_base, "held": held}
+        time.sleep(0.5)
+        out["mem_after"] = gw.memory()
+        if "start" in cpu and "end" in cpu:
+            (t0, (u0, s0)), (t1, (u1, s1)) = cpu["start"], cpu["end"]
+            out["cpu"] = {"user_s": u1 - u0, "sys_s": s1 - s0, "window_s": t1 - t0}
+        bzr = out["bizsim"]
+        if bzr["closes"] < bzr["clients"]:
+            self.close_drops.append(f"{name} {bzr['clients'] - bzr['closes']}/{bzr['clients']}")
+        lgr = out["loadgen"]
+        log(f"{name}: loadgen rc={lg_rc} ok={lgr['ok']} opened={lgr['opened']} received={lgr['received']} "
+            f"lost={lgr['lost']} {lgr['msgs_per_s']:.0f} msgs/s p50={lgr['latency_ms']['p50']:.2f}ms "
+            f"p99={lgr['latency_ms']['p99']:.2f}ms; bizsim rc={biz_rc}")
+        if lg_rc != 0:
+            self.notes.append(f"{name}: loadgen reported a failure (see {d}/loadgen.log)")
+        return out
+
+    def hold_probe(self, gw: sl.Gateway) -> dict:
+        time.sleep(0.5)  # let the last logins settle
+        return {"clients": gw.clients(), "mem": gw.memory()}
+
+    # ---- the whole run --------------------------------------------------------------------
+    def check_limits(self) -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.results["nofile"] = soft
+        need = int(self.p["conns"] / 2 * 1.1) + 256  # per worker with Workers=2
+        if soft < need:
+            fit = int((soft - 256) * 2 / 1.1) // 1000 * 1000
+            self.notes.append(
+                f"open-files limit is {soft} (hard {hard}); a worker needs ~{need} for {self.p['conns']} "
+                f"connections, so this run uses {fit} connections instead (raise `ulimit -Hn` as root for the "
+                f"full figure)")
+            log(self.notes[-1])
+            self.p["conns"] = fit
+
+    @staticmethod
+    def machine_busy_s() -> float:
+        """CPU seconds the whole machine spent busy since boot (/proc/stat)."""
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + (v[4] if len(v) > 4 else 0)
+        return (sum(v[:8]) - idle) / sl.CLK_TCK
+
+    @staticmethod
+    def own_cpu_s() -> float:
+        """CPU seconds of this process and every waited-for descendant (tools, gateways)."""
+        a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+    def run(self) -> None:
+        with open("/proc/loadavg") as f:
+            self.results["loadavg_before"] = f.read().split()[0]
+        busy0, own0 = self.machine_busy_s(), self.own_cpu_s()
+        try:
+            self._run()
+        finally:
+            wall = self.results.get("total_s") or 1
+            other = (self.machine_busy_s() - busy0) - (self.own_cpu_s() - own0)
+            self.results["other_cpu_share"] = max(0.0, other) / wall / (os.cpu_count() or 1)
+            (self.work / "results.json").write_text(json.dumps(self.results, indent=2))
+
+    def _run(self) -> None:
+        self.check_limits()
+        p, n = self.p, self.p["conns"]
+        t_start = time.monotonic()
+        idle_lg = ["--duration", str(p["hold"]), "--login-wait", "60", "--quiet"]
+        common_lg = ["--duration", "120", "--quiet"]
+        # Memory is measured on fresh gateways (freed memory stays in the allocator and would be
+        # reused by a later run on the same gateway).
+        gw = sl.Gateway(self.gw_bin, self.work / "gw-idle", workers=2)
+        gw.start()
+        self.results["gateway_start_memory"] = gw.memory()
+        try:
+            self.results["idle"] = self.run_pair(gw, "idle", "idle", n, ["--session-bytes", "0"], idle_lg,
+                                                 on_hold=self.hold_probe)
+            # the same again: memory that is kept but reused (allocator) vs. memory that leaks
+            self.results["idle_repeat"] = self.run_pair(gw, "idle-repeat", "idle", n, ["--session-bytes", "0"],
+                                                        idle_lg, on_hold=self.hold_probe)
+        finally:
+            gw.stop()
+        gw = sl.Gateway(self.gw_bin, self.work / "gw-main", workers=2)
+        gw.start()
+        try:
+            self.results["idle_session"] = self.run_pair(
+                gw, "idle-session", "idle", n, ["--session-bytes", str(p["session"])], idle_lg,
+                on_hold=self.hold_probe)
+            self.results["groupchat"] = self.run_pair(
+                gw, "groupchat", "groupchat", n,
+                ["--groups", str(p["gc_groups"]), "--rate", str(p["gc_rate"]), "--size", str(p["gc_size"]),
+                 "--duration", str(p["gc_duration"]), "--session-bytes", str(p["session"])], common_lg)
+            self.results["broadcast"] = self.run_pair(
+                gw, "broadcast", "broadcast", n,
+                ["--rate", str(p["bc_rate"]), "--duration", str(p["bc_duration"]), "--session-bytes",
+                 str(p["session"])], common_lg)
+            self.results["singlecast"] = self.run_pair(
+                gw, "singlecast", "singlecast", n,
+                ["--rate", str(p["sc_rate"]), "--duration", str(p["sc_duration"]), "--session-bytes",
+                 str(p["session"])], common_lg)
+        finally:
+            gw.stop()
+        # Workers = 1 vs 2, same TopicPublish load: below and above what the machine delivers.
+        self.results["workers"] = {}
+        for load in ("fixed", "over"):
+            for workers in (1, 2):
+                g = sl.Gateway(self.gw_bin, self.work / f"cmp-{load}-w{workers}", workers=workers)
+                g.start()
+                try:
+                    self.results["workers"][f"{load}-{workers}"] = self.run_pair(
+                        g, f"cmp-{load}-w{workers}", "groupchat", p["cmp_conns"],
+                        ["--groups", str(p["cmp_groups"]), "--rate", str(p[f"cmp_rate_{load}"]),
+                         "--size", str(p["gc_size"]), "--duration", str(p[f"cmp_duration_{load}"]),
+                         "--session-bytes", "0"], common_lg)
+                finally:
+                    g.stop()
+        self.results["total_s"] = time.monotonic() - t_start
+
+    # ---- report ---------------------------------------------------------------------------
+    def machine(self) -> str:
+        cpu = "unknown"
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            total = int(f.readline().split()[1])
+        return (f"{os.cpu_count()} CPUs (`nproc` = {len(os.sched_getaffinity(0))}), {cpu}, "
+                f"{total / 1024 / 1024:.1f} GiB RAM, Linux {platform.release()}")
+
+    def section(self) -> str:
+        r, p = self.results, self.p
+        n = p["conns"]
+
+        def per_m(res, key):
+            c, rx = res.get("cpu"), res["loadgen"]["received"]
+            return c[key] / rx * 1e6 if c and rx else float("nan")
+
+        def lat(res):
+            l_ = res["loadgen"]["latency_ms"]
+            return f"{l_['p50']:.2f} / {l_['p99']:.2f} / {l_['max']:.1f} ms"
+
+        def mem_per_conn(res):
+            held = res.get("held") or {}
+            if not held:
+                return float("nan"), 0
+            return (held["mem"]["total_kib"] - res["mem_base"]["total_kib"]) / n, held["clients"]
+
+        def shm_per_conn(res):
+            held = res.get("held") or {}
+            return (held["mem"]["shm_kib"] - res["mem_base"]["shm_kib"]) / n if held else float("nan")
+
+        idle_kib, held_idle = mem_per_conn(r["idle"])
+        sess_kib, held_sess = mem_per_conn(r["idle_session"])
+        gc, bc, sc = r["groupchat"], r["broadcast"], r["singlecast"]
+        gc_offer = p["gc_groups"] * p["gc_rate"] * (n // p["gc_groups"])
+        open_s = r["idle"]["loadgen"]["time_to_open_all_s"]
+        try:
+            commit = subprocess.run(["git", "-C", str(self.repo), "describe", "--always", "--dirty"],
+                                    capture_output=True, text=True).stdout.strip()
+        except OSError:
+            commit = "?"
+        rows = [
+            ("Connections held (gateway `status`, idle runs)", f"{held_idle} / {n}; {held_sess} / {n}"),
+            (f"Time to open {n} connections (no rate limit, at most 256 handshakes in flight per loadgen process)",
+             f"{open_s:.2f} s ({n / open_s:,.0f} connections/s)" if open_s > 0 else "n/a"),
+            ("Gateway memory per connection, logged in (customerId), no session; of which shared memory",
+             f"{idle_kib:.2f} KiB; {shm_per_conn(r['idle']):.2f} KiB"),
+            (f"Gateway memory per connection, logged in, {p['session']} B session; of which shared memory",
+             f"{sess_kib:.2f} KiB; {shm_per_conn(r['idle_session']):.2f} KiB"),
+            ("Gateway memory, idle gateway before the runs (RSS private + shm)",
+             f"{r['gateway_start_memory']['total_kib'] / 1024:.1f} MiB "
+             f"(shm {r['gateway_start_memory']['shm_kib'] / 1024:.1f} MiB)"),
+            ("Memory kept after all clients closed (idle run, vs. before it): private; shared",
+             f"{(r['idle']['mem_after']['private_kib'] - r['idle']['mem_base']['private_kib']) / 1024:+.1f} MiB; "
+             f"{(r['idle']['mem_after']['shm_kib'] - r['idle']['mem_base']['shm_kib']) / 1024:+.1f} MiB"),
+            ("Leak check: the same idle run again on that gateway, memory after it vs. after the first",
+             f"{(r['idle_repeat']['mem_after']['total_kib'] - r['idle']['mem_after']['total_kib']) / 1024:+.1f} MiB "
+             f"(held {r['idle_repeat']['held']['clients'] if r['idle_repeat'].get('held') else '?'})"),
+            (f"Group chat: {p['gc_groups']} groups of {n // p['gc_groups']}, {p['gc_rate']} msg/s per group, "
+             f"{p['gc_size']} B: delivered msgs/s (offered)",
+             f"{gc['loadgen']['msgs_per_s']:,.0f} ({gc_offer:,})"),
+            ("Group chat: gateway CPU s per 1M delivered msgs, user / system",
+             f"{per_m(gc, 'user_s'):.2f} / {per_m(gc, 'sys_s'):.2f}"),
+            ("Group chat: latency p50 / p99 / max", lat(gc)),
+            ("Group chat: delivered / expected / lost",
+             f"{gc['loadgen']['received']:,} / {gc['loadgen']['expected']:,} / {gc['loadgen']['lost']}"),
+            (f"Broadcast to all {n}: time for one broadcast to reach every client, p50 / max",
+             f"{bc['loadgen']['fanout_ms']['p50']:.1f} / {bc['loadgen']['fanout_ms']['max']:.1f} ms "
+             f"({bc['loadgen']['fanout_ms']['messages']} broadcasts)"),
+            ("Broadcast: fan-out rate (clients / median fan-out time); gateway CPU s per 1M frames, user / system",
+             f"{n / max(bc['loadgen']['fanout_ms']['p50'] / 1000, 1e-9):,.0f} msgs/s; "
+             f"{per_m(bc, 'user_s'):.2f} / {per_m(bc, 'sys_s'):.2f}"),
+            (f"Single-cast, {p['sc_rate']:,} msgs/s round robin: delivered msgs/s; latency p50 / p99 / max",
+             f"{sc['loadgen']['msgs_per_s']:,.0f}; {lat(sc)}"),
+            ("Single-cast: gateway CPU s per 1M msgs, user / system",
+             f"{per_m(sc, 'user_s'):.2f} / {per_m(sc, 'sys_s'):.2f}"),
+        ]
+        out = [f"## {self.mode.capitalize()} mode", "",
+               f"- Date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
+               f"- Command: `{self.command}` (commit `{commit}`)",
+               f"- Machine: {self.machine()}; open-files limit {r['nofile']}",
+               f"- Gateway: Workers = 2 (comparison below: 1 and 2), other keys at their defaults; "
+               f"bizsim, loadgen and the gateway share the machine",
+               f"- Total run time: {r['total_s']:.0f} s; load average before: {r['loadavg_before']}; "
+               f"other processes used {r['other_cpu_share'] * 100:.0f} % of the machine's CPU during the run",
+               "",
+               "| Figure | Value |", "|---|---|"]
+        out += [f"| {a} | {b} |" for a, b in rows]
+        per_group = p["cmp_conns"] // p["cmp_groups"]
+        out += ["", f"TopicPublish on Workers = 1 and Workers = 2, same load: {p['cmp_conns']} clients in "
+                    f"{p['cmp_groups']} groups of {per_group}, {p['gc_size']} B messages for "
+                    f"{p['cmp_duration_fixed']} s (fixed) / {p['cmp_duration_over']} s (over capacity); "
+                    f"with 2 workers every publish also goes to the other worker (half of each group is "
+                    f"there). The over-capacity load shows the ceiling of this machine "
+                    f"(gateway, loadgen and bizsim share its CPUs).", "",
+                "| Load | Workers | offered msgs/s | delivered msgs/s | gateway CPU s per 1M msgs, user / system | "
+                "latency p50 / p99 | lost | loadgen + bizsim CPU s |", "|---|---|---|---|---|---|---|---|"]
+        for key, res in r["workers"].items():
+            load, w = key.split("-")
+            offer = p["cmp_groups"] * p[f"cmp_rate_{load}"] * per_group
+            lg, bz = res["loadgen"], res["bizsim"]
+            tools = lg["cpu_user_s"] + lg["cpu_sys_s"] + bz["cpu_user_s"] + bz["cpu_sys_s"]
+            out.append(f"| {'fixed' if load == 'fixed' else 'over capacity'} | {w} | {offer:,.0f} | "
+                       f"{lg['msgs_per_s']:,.0f} | {per_m(res, 'user_s'):.2f} / {per_m(res, 'sys_s'):.2f} | "
+                       f"{fmt_ms(lg['latency_ms']['p50'])} / {fmt_ms(lg['latency_ms']['p99'])} | {lg['lost']} | "
+                       f"{tools:.1f} |")
+        out += ["", "Memory = sum over master and workers of (VmRSS − RssShmem) plus the shared-memory files "
+                    "/dev/shm/netsvr-* counted once (allocated blocks); per connection = (held − before) / N. "
+                    "CPU = utime/stime deltas from /proc/<pid>/stat of master and workers between bizsim's "
+                    "first publish and the last end marker reaching loadgen. Latency = loadgen receive time − "
+                    "bizsim send time (CLOCK_MONOTONIC, one machine). Over loopback the kernel runs much of "
+                    "the receiving side's TCP work in the sender's context, so the gateway's system time also "
+                    "carries part of loadgen's receive cost."]
+        if self.close_drops:
+            out += ["", "ConnClose events that bizsim never received when loadgen closed all its clients at once "
+                        "(gateway metric 10, worker-port queue over Worker.SendChanCap): "
+                        + ", ".join(self.close_drops) + "."]
+        if self.notes:
+            out += [""] + [f"Note: {x}" for x in self.notes]
+        return "\n".join(out) + "\n"
+
+
+def fmt_ms(v: float) -> str:
+    return f"{v:.2f} ms" if v < 10 else f"{v:,.0f} ms"
+
+
+def write_doc(path: Path, mode: str, section: str) -> None:
+    head = ("# Benchmarks\n\nWritten by `scripts/bench.sh` (`make bench` = quick mode, `BENCH=full make bench` = "
+            "full mode); each run replaces the section of its mode. Tools: `tests/stress/` "
+            "(netsvr-loadgen, netsvr-bizsim, bench.py).\n")
+    text = path.read_text() if path.exists() else head
+    title = f"## {mode.capitalize()} mode"
+    pattern = re.compile(rf"^{re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: section + "\n", text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.rstrip("\n") + "\n")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", choices=sorted(MODES), default="quick")
+    ap.add_argument("--build", default="build", help="directory with netsvr, netsvr-loadgen, netsvr-bizsim")
+    ap.add_argument("--doc", default=None, help="markdown file to update (default docs/BENCHMARKS.md)")
+    ap.add_argument("--command", default="make bench", help="command line recorded in the report")
+    ap.add_argument("--workdir", default=None, help="where logs and reports go (default: a temp dir)")
+    args = ap.parse_args()
+    repo = sl.REPO_ROOT
+    build = Path(args.build).resolve()
+    for b in ("netsvr", "netsvr-loadgen", "netsvr-bizsim"):
+        if not os.access(build / b, os.X_OK):
+            print(f"bench: {build / b} is missing: build first (make build)", file=sys.stderr)
+            return 2
+    work = Path(args.workdir or tempfile.mkdtemp(prefix=f"netsvr-bench-{args.mode}-"))
+    work.mkdir(parents=True, exist_ok=True)
+    log(f"{args.mode} mode; logs and JSON reports in {work}")
+    bench = Bench(args.mode, build, work, args.command, repo)
+    bench.run()
+    section = bench.section()
+    doc = Path(args.doc) if args.doc else repo / "docs" / "BENCHMARKS.md"
+    write_doc(doc, args.mode, section)
+    print()
+    print(section)
+    log(f"written to {doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "bench"
+    sys.exit(main())
