@@ -139,19 +139,34 @@ void BizLink::resume() {
 void BizLink::send(std::string packet, bool isEvent) {
   if (closing_) return;
   const Worker& w = owner_.worker;
+  // Worker.SendChanCap bounds the packets the kernel has not taken yet (Go's channel capacity);
+  // beyond it the business does not read fast enough and the packet is dropped (metric 10).
   if (port == Port::Worker && queued_ >= size_t(w.config.worker.sendChanCap)) {
-    w.mark(10);  // the business does not read fast enough: drop, as Go's full channel does
+    w.mark(10);
     return;
+  }
+  if (isEvent) {
+    w.mark(4);
+    w.mark(5, int64_t(packet.size()));
+  }
+  auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
+  size_t offset = 0;
+  if (uv_stream_get_write_queue_size(stream) == 0) {  // nothing queued: try the kernel directly
+    uv_buf_t direct = uv_buf_init(packet.data(), unsigned(packet.size()));
+    int n = uv_try_write(stream, &direct, 1);
+    if (n == int(packet.size())) return;
+    if (n < 0 && n != UV_EAGAIN) {
+      w.mark(10);
+      close();
+      return;
+    }
+    if (n > 0) offset = size_t(n);
   }
   auto* write = new Write{{}, std::move(packet), this};
   write->req.data = write;
-  uv_buf_t buf = uv_buf_init(write->data.data(), unsigned(write->data.size()));
-  if (isEvent) {
-    w.mark(4);
-    w.mark(5, int64_t(write->data.size()));
-  }
+  uv_buf_t buf = uv_buf_init(write->data.data() + offset, unsigned(write->data.size() - offset));
   ++queued_;
-  int rc = uv_write(&write->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1, [](uv_write_t* req, int status) {
+  int rc = uv_write(&write->req, stream, &buf, 1, [](uv_write_t* req, int status) {
     auto* wr = static_cast<Write*>(req->data);
     BizLink* link = wr->link;
     --link->queued_;

@@ -55,7 +55,7 @@ class BizLink {
   uv_tcp_t tcp_{};
   uv_timer_t deadline_{};
   PacketDecoder decoder_;
-  size_t queued_ = 0;      // packets handed to the kernel queue but not yet written
+  size_t queued_ = 0;      // packets waiting in libuv's queue (the kernel has not taken them)
   int openHandles_ = 0;
   bool closing_ = false;
   bool paused_ = false;
