@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <malloc.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -31,7 +33,9 @@ const size_t OutMessage::kHeadroom = LWS_PRE;
 
 namespace {
 
-constexpr size_t kRxBufferSize = 1024;    // lws per-connection receive buffer (LWS-NOTES.md)
+// lws per-connection receive buffer, bytes (LWS-NOTES.md): it is most of an idle connection's
+// cost. Larger messages arrive in several callbacks and are reassembled.
+constexpr size_t kRxBufferSize = 512;
 constexpr int kCloseGraceSeconds = 2;     // §6.8: TCP force-closed 2 s after our close frame
 // lws 4.1 keeps LWS_WRITE_CLOSE (4, between HTTP and PING) in its private headers.
 constexpr auto kWriteClose = lws_write_protocol(4);
@@ -517,6 +521,13 @@ void WsServer::sweep() {
     }
     c = next;
   }
+  // glibc keeps the heap of mass disconnects; give it back once a few thousand have left.
+  constexpr int64_t kTrimAfterClosed = 2048;
+  if (peakSockets_ - sockets_ >= kTrimAfterClosed) {
+    malloc_trim(0);
+    peakSockets_ = sockets_;
+  }
+  peakSockets_ = std::max(peakSockets_, sockets_);
   if ((worker_.stopping || worker_.draining) && head_) {
     int phases[5] = {};
     for (Conn* c = head_; c; c = c->next) {

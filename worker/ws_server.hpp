@@ -130,6 +130,7 @@ class WsServer {
   uv_timer_t* sweepTimer_ = nullptr;
   Conn* head_ = nullptr;
   int64_t sockets_ = 0;  // accepted TCP connections still open (Go's online count)
+  int64_t peakSockets_ = 0;  // since the last malloc_trim
   void (*stopDone_)(void*) = nullptr;
   void* stopArg_ = nullptr;
   uint32_t heartbeatSeconds_ = 120;
