@@ -365,6 +365,11 @@ bool BizLinks::holding(Event event) const {
 }
 
 void BizLinks::hold(Event event, uint32_t cmd, const std::string& body) {
+  if (worker.stopping) {  // the gateway is going away: no business will register again here
+    worker.mark(10);
+    return;
+  }
+  if (held_.empty()) LOG_INFO("holding events until a business registers for them again");
   if (heldBytes_ + body.size() > kHoldLimitBytes) {
     worker.mark(10);
     return;
@@ -400,6 +405,14 @@ void BizLinks::flushHeld() {
   }
   held_.erase(held_.begin(), held_.begin() + long(done));
   if (held_.empty()) uv_timer_stop(heldTimer_);
+}
+
+void BizLinks::dropHeld() {
+  if (held_.empty()) return;
+  LOG_WARN("stopping: %zu events held for a reconnecting business are dropped", held_.size());
+  worker.mark(10, int64_t(held_.size()));
+  held_.clear();
+  heldBytes_ = 0;
 }
 
 bool BizLinks::hasReceiver(Event event) {

@@ -86,6 +86,7 @@ class BizLinks {
   void holdEventsWhileBusinessReconnects(int32_t events);
   int32_t registeredEvents() const;  // Event bits of this worker's registered links
   size_t heldEvents() const { return held_.size(); }
+  void dropHeld();  // stopping: nobody will register to take them
   static constexpr uint64_t kHoldWindowMs = 10000;  // longer than the SDK's 3 s reconnect back-off
   size_t pendingWriteBytes() const;
   BizLink* find(uint32_t id) const;

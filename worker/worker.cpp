@@ -148,6 +148,7 @@ class WorkerProcess {
     uv_timer_stop(&drainLimit_);
     LOG_INFO("stopping: closing clients with 1001");
     links_.stopAccepting();
+    links_.dropHeld();
     ws_.stop([](void* arg) { static_cast<WorkerProcess*>(arg)->clientsGone(); }, this);
   }
 
@@ -192,6 +193,11 @@ class WorkerProcess {
     if (!w_.config.customer.onCloseCallbackApi.empty()) limitMs += uint64_t(w_.config.customer.callbackApiDeadline.count());
     if (links_.heldEvents()) limitMs += BizLinks::kHoldWindowMs;
     bool quiet = flushed() && http_->inFlight() == 0 && peers_.queuedBytes() == 0 && links_.heldEvents() == 0;
+    if (now - lastReportMs_ >= 1000) {
+      lastReportMs_ = now;
+      LOG_INFO("closing: business writes pending %zu B, callbacks %zu, peer writes %zu B, held events %zu, others quiet %d",
+               links_.pendingWriteBytes(), http_->inFlight(), peers_.queuedBytes(), links_.heldEvents(), int(othersQuiet()));
+    }
     bool done = false;
     if (!quiet) {
       if (now - drainStartedMs_ > limitMs) {
@@ -244,6 +250,7 @@ class WorkerProcess {
   uint64_t drainStartedMs_ = 0;
   uint64_t graceStartedMs_ = 0;
   uint64_t quietSinceMs_ = 0;
+  uint64_t lastReportMs_ = 0;
   WsServer ws_;
   BizLinks links_;
   PeerLinks peers_;
