@@ -201,7 +201,7 @@ void Master::spawn(int slot) {
   info.quiet = 0;
   for (auto& m : info.meters) m.count = 0, m.rate1 = 0, m.rate5 = 0, m.rate15 = 0;
   info.startedAt = time(nullptr);
-  info.state = uint32_t(shm::WorkerState::Starting);
+  info.pid = 0;
 
   // This slot accepts on every socket set j with j % workers == slot, so that sets left over
   // from a generation with more workers keep an acceptor.
@@ -217,7 +217,6 @@ void Master::spawn(int slot) {
   pid_t pid = fork();
   if (pid < 0) {
     LOG_ERROR("fork: %s", strerror(errno));
-    info.state = uint32_t(shm::WorkerState::Free);
     return;
   }
   if (pid == 0) {
@@ -235,7 +234,11 @@ void Master::spawn(int slot) {
           static_cast<char*>(nullptr));
     _exit(127);
   }
+  // Published only now, with its pid: `status` never shows a worker without one. The child may
+  // already have reported Running; that wins.
   info.pid = pid;
+  uint32_t expected = uint32_t(shm::WorkerState::Free);
+  info.state.compare_exchange_strong(expected, uint32_t(shm::WorkerState::Starting));
   children_.push_back(Child{pid, slot, generation_, serial});
   LOG_INFO("started worker slot %d generation %u serial %d pid %d", slot, generation_, serial, pid);
 }
