@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include <climits>
+#include <filesystem>
 #include <cstring>
 #include <ctime>
 #include <tuple>
@@ -97,7 +98,8 @@ class Master {
   uv_signal_t signals_[6]{};
   uv_timer_t tick_{};
   std::vector<Child> children_;
-  std::unordered_map<pid_t, int> announcers_;  // pid -> serial of the dead worker it reads
+  std::unordered_map<pid_t, int> announcers_;
+  std::vector<std::pair<int, uint64_t>> respawnAt_;  // slot, loop time (ms) of a delayed respawn  // pid -> serial of the dead worker it reads
   uint32_t generation_ = 1;
   int nextSerial_ = 0;
   bool stopping_ = false;
@@ -227,7 +229,6 @@ void Master::spawn(int slot) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (readyFd_ >= 0) close(readyFd_);
     setenv("NETSVR_LISTEN_SETS", setsArg.c_str(), 1);
     execl(exe_.c_str(), exe_.c_str(), "worker", "-c", config_.path.c_str(), "--slot",
           slotArg.c_str(), "--generation", genArg.c_str(), "--serial", serialArg.c_str(),
@@ -319,7 +320,14 @@ void Master::reap() {
       if (reloading_ && child.generation == generation_ && !wasReady) {
         abortReload("a worker of the new generation exited before it was ready (see the log)");
       } else if (!stopping_ && child.generation == generation_) {
-        spawn(child.slot);
+        if (wasReady) {
+          spawn(child.slot);  // a crash: the slot's socket must not stay without an acceptor
+        } else {
+          // It could not even start (bad environment, a binary that refuses the config): retry
+          // once a second instead of in a tight loop.
+          LOG_ERROR("worker slot %d failed before it was ready; retrying in 1 s", child.slot);
+          respawnAt_.push_back({child.slot, uv_now(&loop_) + 1000});
+        }
       }
       break;
     }
@@ -408,8 +416,12 @@ void Master::reloadProgress() {
 void Master::abortReload(const std::string& why) {
   reloading_ = false;
   uint32_t failed = generation_;
-  for (const auto& c : children_)  // new workers that run drain like an old generation would
-    if (c.generation == failed) kill(c.pid, SIGUSR2);
+  // New workers that run drain like an old generation would; the others never served anyone.
+  for (const auto& c : children_) {
+    if (c.generation != failed) continue;
+    bool running = (*control_)->workers[c.serial].state.load() == uint32_t(shm::WorkerState::Running);
+    kill(c.pid, running ? SIGUSR2 : SIGKILL);
+  }
   config_ = previous_;
   applyRuntimeSettings();
   generation_ = failed - 1;
@@ -436,6 +448,15 @@ bool Master::allRunning() const {
 }
 
 void Master::tick() {
+  for (size_t i = 0; i < respawnAt_.size();) {
+    if (stopping_ || uv_now(&loop_) < respawnAt_[i].second) {
+      ++i;
+      continue;
+    }
+    int slot = respawnAt_[i].first;
+    respawnAt_.erase(respawnAt_.begin() + long(i));
+    spawn(slot);
+  }
   if (readyFd_ >= 0 && allRunning()) {
     char ok = 1;
     ssize_t ignored = write(readyFd_, &ok, 1);
@@ -482,6 +503,11 @@ int runMaster(const StartOptions& options) {
   log::parseLevel(config.logLevel, level);
   log::setLevel(level);
   log::setProcessTag("master");
+  if (options.daemon && config.logFile.empty()) {  // a daemon has no terminal to log to
+    config.logFile = (std::filesystem::path(config.path).parent_path() / "netsvr.log").string();
+    setenv("NETSVR_LOG_FILE", config.logFile.c_str(), 1);  // the workers log there too
+    fprintf(stderr, "netsvr: logging to %s\n", config.logFile.c_str());
+  }
   if (!config.logFile.empty() && !log::openFile(config.logFile)) {
     fprintf(stderr, "netsvr: LogFile = \"%s\": %s\n", config.logFile.c_str(), strerror(errno));
     return 1;
@@ -508,7 +534,7 @@ int runMaster(const StartOptions& options) {
     int devnull = open("/dev/null", O_RDWR);
     dup2(devnull, STDIN_FILENO);
     dup2(devnull, STDOUT_FILENO);
-    if (!config.logFile.empty()) dup2(devnull, STDERR_FILENO);
+    dup2(devnull, STDERR_FILENO);
     close(devnull);
     log::setProcessTag("master");
   }

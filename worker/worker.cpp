@@ -288,6 +288,8 @@ int runWorker(const WorkerOptions& options) {
   log::parseLevel(w.config.logLevel, level);
   log::setLevel(level);
   log::setProcessTag("worker " + std::to_string(options.slot) + "/" + std::to_string(options.serial));
+  if (w.config.logFile.empty())
+    if (const char* daemonLog = getenv("NETSVR_LOG_FILE")) w.config.logFile = daemonLog;
   if (!w.config.logFile.empty()) log::openFile(w.config.logFile);
   // lws sizes its fd table from this limit when the context is created (LWS-NOTES.md).
   raiseFileLimit();

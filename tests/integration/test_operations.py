@@ -1,0 +1,110 @@
+"""Operations (issue 4): --daemon, LogFile with one line per process and SIGUSR1 reopen, an
+incompatible binary refused by reload, ShutdownWaitTime cutting a stop short."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+
+import netsvr_harness as h
+
+
+def test_daemon_returns_once_accepting_and_stop_ends_it(gateway_factory):
+    gw = gateway_factory(start=False)
+    t0 = time.monotonic()
+    cp = subprocess.run([gw.binary, "start", "--daemon", "-c", str(gw.config_path)],
+                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=15, cwd=gw.dir)
+    assert cp.returncode == 0, cp.stderr
+    # Without LogFile a daemon logs to netsvr.log beside its config file.
+    assert (gw.dir / "netsvr.log").exists()
+    try:
+        # It returned only once every worker accepts: a websocket upgrade succeeds at once.
+        st = h.parse_status(gw.cli("status").stdout)
+        assert st["master"] and all(w["state"] == "running" for w in st["workers"]), st
+        assert len(st["workers"]) == gw.workers
+        with socket.create_connection(("127.0.0.1", gw.customer_port), timeout=2) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b"Hello netsvr" in s.recv(4096)
+        assert time.monotonic() - t0 < 10
+        master = st["master"]
+        assert master != os.getpid() and h.pid_alive(master)
+    finally:
+        stop = gw.cli("stop")
+    assert stop.returncode == 0, stop.stderr
+    h.wait_for(lambda: not h.pid_alive(master), 5, message="daemonised master to exit")
+    assert not gw.pid_file.exists()
+
+
+def test_log_file_names_each_process_and_sigusr1_reopens_it(gateway_factory):
+    gw = gateway_factory({"LogFile": "gw.log", "LogLevel": "info"}, start=False)
+    gw.start()
+    log = gw.dir / "gw.log"
+    h.wait_for(lambda: log.exists() and log.read_text().count("worker ready") == gw.workers, 5,
+               message="both workers to log readiness into LogFile")
+    text = log.read_text()
+    assert "master[" in text and "worker 0/" in text and "worker 1/" in text, text[-2000:]
+    # logrotate: move the file away, SIGUSR1 the master, new lines go to a fresh file
+    rotated = gw.dir / "gw.log.1"
+    os.rename(log, rotated)
+    master = gw.status()["master"]
+    os.kill(master, signal.SIGUSR1)
+    h.wait_for(lambda: log.exists(), 5, message="the master to reopen LogFile after SIGUSR1")
+    biz = gw.business(events=7)  # a worker logs the registration
+    h.wait_for(lambda: log.exists() and "registered for events 7" in log.read_text(), 5,
+               message="a worker to write into the reopened LogFile")
+    assert "registered for events 7" not in rotated.read_text()
+    biz.close()
+
+
+def test_reload_into_a_binary_of_another_shm_layout_is_refused(gateway_factory, netsvr_bin, tmp_path):
+    # The gateway runs from its own copy of the binary, so the test can "upgrade" it on disk.
+    own = tmp_path / "bin" / "netsvr"
+    own.parent.mkdir()
+    shutil.copy2(netsvr_bin, own)
+    gw = gateway_factory(start=False)
+    gw.binary = str(own)
+    gw.start()
+    before = gw.status()
+    # The new binary on disk reads another shared-memory layout.
+    real = tmp_path / "bin" / "netsvr.real"
+    os.rename(own, real)
+    own.write_text(f"#!/bin/sh\nNETSVR_LAYOUT_VERSION=999 exec {real} \"$@\"\n")
+    own.chmod(own.stat().st_mode | stat.S_IEXEC)
+    gw.binary = str(real)  # the CLI itself stays the old one
+    cp = gw.cli("reload", timeout=40)
+    assert cp.returncode == 1, (cp.stdout, cp.stderr)
+    assert "refused" in cp.stderr, cp.stderr
+    after = gw.status()
+    assert [w["pid"] for w in after["workers"]] == [w["pid"] for w in before["workers"]]
+    assert all(w["state"] == "running" for w in after["workers"])
+    assert "layout" in gw.log_path.read_text()
+    # ... and the running generation still serves.
+    with socket.create_connection(("127.0.0.1", gw.customer_port), timeout=2) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"Hello netsvr" in s.recv(4096)
+
+
+def test_shutdown_wait_time_cuts_a_stuck_stop_short_with_status_1(gateway_factory):
+    gw = gateway_factory({"ShutdownWaitTime": "1s"}, start=False)
+    gw.start()
+    st = gw.status()
+    # A worker that does not stop (SIGSTOP) must not hold the instance: the master kills it
+    # after ShutdownWaitTime and exits with status 1.
+    stuck = st["workers"][0]["pid"]
+    os.kill(stuck, signal.SIGSTOP)
+    t0 = time.monotonic()
+    gw.expected_exit = True
+    os.kill(st["master"], signal.SIGTERM)
+    rc = gw.proc.wait(timeout=10)
+    took = time.monotonic() - t0
+    assert rc == 1, rc
+    assert took < 5, took
+    assert not h.pid_alive(stuck)
+    instance = st["instance"]
+    assert not [f for f in os.listdir("/dev/shm") if f.startswith(f"netsvr-{instance}-")]
+    assert not gw.pid_file.exists()
