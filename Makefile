@@ -10,9 +10,10 @@ PYTHON ?= /usr/bin/python3
 deps:
 	@bash scripts/install-deps.sh
 
+# The gateway and the load tools (the unit tests are built under sanitizers by unit-asan).
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS)
+	@cmake --build $(BUILD) -j $(JOBS) --target netsvr netsvr-loadgen netsvr-bizsim netsvr_proto_py
 
 run: build
 	$(BUILD)/netsvr start -c $(CONFIG)
@@ -24,6 +25,7 @@ unit-asan: deps
 	@cd $(ASAN_BUILD) && ctest --output-on-failure
 
 unit: build
+	@cmake --build $(BUILD) -j $(JOBS)
 	@cd $(BUILD) && ctest --output-on-failure
 
 integration: build

@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import re
+import math
 import resource
 import subprocess
 import sys
@@ -137,15 +138,14 @@ class Bench:
     def check_limits(self) -> None:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         self.results["nofile"] = soft
-        need = int(self.p["conns"] / 2 * 1.1) + 256  # per worker with Workers=2
-        if soft < need:
-            fit = int((soft - 256) * 2 / 1.1) // 1000 * 1000
-            self.notes.append(
-                f"open-files limit is {soft} (hard {hard}); a worker needs ~{need} for {self.p['conns']} "
-                f"connections, so this run uses {fit} connections instead (raise `ulimit -Hn` as root for the "
-                f"full figure)")
+        # Each worker holds its share of the connections as file descriptors: use enough workers
+        # that a share fits under the open-files limit (at least 2).
+        per_worker = max(1, soft - 256)
+        self.workers = max(2, math.ceil(self.p["conns"] * 1.1 / per_worker))
+        if self.workers > 2:
+            self.notes.append(f"open-files limit is {soft} (hard {hard}): {self.workers} workers hold "
+                              f"{self.p['conns']} connections")
             log(self.notes[-1])
-            self.p["conns"] = fit
 
     @staticmethod
     def machine_busy_s() -> float:
@@ -181,7 +181,7 @@ class Bench:
         common_lg = ["--duration", "120", "--quiet"]
         # Memory is measured on fresh gateways (freed memory stays in the allocator and would be
         # reused by a later run on the same gateway).
-        gw = sl.Gateway(self.gw_bin, self.work / "gw-idle", workers=2)
+        gw = sl.Gateway(self.gw_bin, self.work / "gw-idle", workers=self.workers)
         gw.start()
         self.results["gateway_start_memory"] = gw.memory()
         try:
@@ -192,7 +192,7 @@ class Bench:
                                                         idle_lg, on_hold=self.hold_probe)
         finally:
             gw.stop()
-        gw = sl.Gateway(self.gw_bin, self.work / "gw-main", workers=2)
+        gw = sl.Gateway(self.gw_bin, self.work / "gw-main", workers=self.workers)
         gw.start()
         try:
             self.results["idle_session"] = self.run_pair(
@@ -313,7 +313,7 @@ class Bench:
                f"- Date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
                f"- Command: `{self.command}` (commit `{commit}`)",
                f"- Machine: {self.machine()}; open-files limit {r['nofile']}",
-               f"- Gateway: Workers = 2 (comparison below: 1 and 2), other keys at their defaults; "
+               f"- Gateway: Workers = {self.workers} (comparison below: 1 and 2), other keys at their defaults; "
                f"bizsim, loadgen and the gateway share the machine",
                f"- Total run time: {r['total_s']:.0f} s; load average before: {r['loadavg_before']}; "
                f"other processes used {r['other_cpu_share'] * 100:.0f} % of the machine's CPU during the run",
