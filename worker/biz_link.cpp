@@ -111,8 +111,13 @@ void BizLink::processPackets() {
       close();
       return;
     }
-    bool keep = port == Port::Worker ? handleWorkerPortPacket(owner_, *this, cmd, body)
-                                     : handleTaskPacket(owner_.worker, *this, cmd, body);
+    bool keep = false;
+    try {  // nothing may throw across libuv's C callback that called us
+      keep = port == Port::Worker ? handleWorkerPortPacket(owner_, *this, cmd, body)
+                                  : handleTaskPacket(owner_.worker, *this, cmd, body);
+    } catch (const std::exception& e) {
+      LOG_ERROR("link %u: cmd %u failed: %s; closing", id, cmd, e.what());
+    }
     if (!keep) {
       LOG_WARN("%s link %u: cmd %u is not accepted on this port; closing",
                port == Port::Worker ? "worker" : "task", id, cmd);

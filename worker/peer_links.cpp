@@ -114,7 +114,11 @@ void PeerLinks::onConnection(uv_stream_t* server, int status) {
         l->close();
         return;
       }
-      l->owner->dispatch(cmd, body);
+      try {  // nothing may throw across libuv's C callback
+        l->owner->dispatch(cmd, body);
+      } catch (const std::exception& e) {
+        LOG_ERROR("peer cmd %u failed: %s", cmd, e.what());
+      }
       if (l->closing) return;
     }
     l->decoder.shrinkIfIdle();
