@@ -233,9 +233,9 @@ void BizLinks::onConnection(uv_stream_t* server, int status) {
   auto* link = new BizLink(*self, isWorkerPort ? BizLink::Port::Worker : BizLink::Port::Task,
                            self->nextId_++,
                            isWorkerPort ? c.worker.receivePackLimit : c.task.receivePackLimit);
+  if (!isWorkerPort) self->worker.info().taskLinks.fetch_add(1);  // onLinkClosed takes it back
   if (!link->accept(server)) return;
   self->links_[link->id] = link;
-  if (!isWorkerPort) self->worker.info().taskLinks.fetch_add(1);
 }
 
 void BizLinks::stopAccepting() {

@@ -131,8 +131,12 @@ void PeerLinks::dispatch(uint32_t cmd, std::string_view body) {
       if (body.size() < 8) break;
       int sender = int(readBe32(body.data()));
       uint32_t requestId = readBe32(body.data() + 4);
-      runForwardedTask(worker_, body.substr(8));
-      if (requestId) {
+      try {
+        runForwardedTask(worker_, body.substr(8));
+      } catch (const std::exception& e) {
+        LOG_ERROR("forwarded task failed: %s", e.what());
+      }
+      if (requestId) {  // acknowledged whatever happened, so the sender's link never waits in vain
         char id[4];
         writeBe32(id, requestId);
         send(sender, kPeerAck, {}, std::string_view(id, 4));

@@ -73,14 +73,38 @@ uint32_t gNextRequestId = 1;
 uv_timer_t* gWaitTimer = nullptr;
 constexpr uint64_t kAckTimeoutMs = 5000;  // a peer that neither answers nor dies
 
+// Links are resumed from the loop, never inside the call that released them: a resumed link
+// runs its next commands at once, which must not happen in the middle of a peer-link operation.
+std::vector<uint32_t> gToResume;
+uv_timer_t* gResumeTimer = nullptr;
+
+void resumeLater(Worker& worker, uint32_t linkId) {
+  gToResume.push_back(linkId);
+  if (!gResumeTimer) {
+    gResumeTimer = new uv_timer_t;
+    uv_timer_init(worker.loop, gResumeTimer);
+    gResumeTimer->data = &worker;
+    uv_unref(reinterpret_cast<uv_handle_t*>(gResumeTimer));
+  }
+  uv_timer_start(gResumeTimer, [](uv_timer_t* t) {
+    auto& w = *static_cast<Worker*>(t->data);
+    std::vector<uint32_t> ids;
+    ids.swap(gToResume);
+    for (uint32_t id : ids)
+      if (!gWaitingPerLink.count(id))
+        if (BizLink* link = w.links->find(id)) link->resume();
+  }, 0, 0);
+}
+
 void release(Worker& worker, uint32_t requestId) {
   auto it = gWaiting.find(requestId);
   if (it == gWaiting.end()) return;
   uint32_t linkId = it->second.linkId;
   gWaiting.erase(it);
-  if (--gWaitingPerLink[linkId] > 0) return;
-  gWaitingPerLink.erase(linkId);
-  if (BizLink* link = worker.links->find(linkId)) link->resume();
+  auto count = gWaitingPerLink.find(linkId);
+  if (count == gWaitingPerLink.end() || --count->second > 0) return;
+  gWaitingPerLink.erase(count);
+  resumeLater(worker, linkId);
 }
 
 void checkWaitTimeouts(Worker& worker) {
@@ -89,7 +113,9 @@ void checkWaitTimeouts(Worker& worker) {
   for (const auto& [id, w] : gWaiting)
     if (now - w.sinceMs > kAckTimeoutMs) expired.push_back(id);
   for (uint32_t id : expired) {
-    LOG_WARN("worker serial %d did not acknowledge request %u in %llu ms", gWaiting[id].serial, id,
+    auto it = gWaiting.find(id);
+    if (it == gWaiting.end()) continue;  // released meanwhile
+    LOG_WARN("worker serial %d did not acknowledge request %u in %llu ms", it->second.serial, id,
              static_cast<unsigned long long>(kAckTimeoutMs));
     release(worker, id);
   }
@@ -154,9 +180,7 @@ void onPeerGone(Worker& worker, int serial) {
 void onPeersDrained(Worker& worker) {
   std::vector<uint32_t> links;
   links.swap(gWaitingForPeers);
-  for (uint32_t id : links)
-    if (!gWaitingPerLink.count(id))
-      if (BizLink* link = worker.links->find(id)) link->resume();
+  for (uint32_t id : links) resumeLater(worker, id);
 }
 
 void onTaskLinkClosed(uint32_t linkId) {

@@ -575,9 +575,12 @@ void WsServer::checkStopped() {
   done(stopArg_);
 }
 
+// With a foreign loop lws must be destroyed twice: once inside the loop (it closes its handles)
+// and once after uv_run has returned (it frees the rest) — LWS-NOTES.md.
 void WsServer::destroyContext() {
-  if (context_) lws_context_destroy(context_);
-  context_ = nullptr;
+  if (!context_) return;
+  lws_context_destroy(context_);
+  if (++destroyCalls_ == 2) context_ = nullptr;
 }
 
 }  // namespace netsvr

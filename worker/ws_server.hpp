@@ -125,6 +125,7 @@ class WsServer {
 
   Worker& worker_;
   lws_context* context_ = nullptr;
+  int destroyCalls_ = 0;
   lws_vhost* vhost_ = nullptr;
   std::vector<uv_poll_t*> acceptPolls_;
   uv_timer_t* sweepTimer_ = nullptr;
