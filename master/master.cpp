@@ -481,6 +481,7 @@ void Master::onSignal(uv_signal_t* handle, int signum) {
     case SIGCHLD: self->reap(); break;
     case SIGUSR1:
       log::reopen();
+      LOG_INFO("log file reopened");
       for (const auto& c : self->children_) kill(c.pid, SIGUSR1);
       break;
     case SIGHUP: self->reload(); break;

@@ -113,6 +113,7 @@ class WorkerProcess {
     auto* self = static_cast<WorkerProcess*>(handle->data);
     if (signum == SIGUSR1) {
       log::reopen();
+      LOG_INFO("log file reopened");
       return;
     }
     if (signum == SIGUSR2) {

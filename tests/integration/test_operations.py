@@ -53,7 +53,9 @@ def test_log_file_names_each_process_and_sigusr1_reopens_it(gateway_factory):
     os.rename(log, rotated)
     master = gw.status()["master"]
     os.kill(master, signal.SIGUSR1)
-    h.wait_for(lambda: log.exists(), 5, message="the master to reopen LogFile after SIGUSR1")
+    # Every process says so in the new file once it has reopened it.
+    h.wait_for(lambda: log.exists() and log.read_text().count("log file reopened") == gw.workers + 1, 5,
+               message="the master and every worker to reopen LogFile after SIGUSR1")
     biz = gw.business(events=7)  # a worker logs the registration
     h.wait_for(lambda: log.exists() and "registered for events 7" in log.read_text(), 5,
                message="a worker to write into the reopened LogFile")
