@@ -29,12 +29,11 @@ unit: build
 	@cd $(BUILD) && ctest --output-on-failure
 
 integration: build
-	@NETSVR_BIN=$(abspath $(BUILD))/netsvr NETSVR_PROTO_PY=$(abspath $(BUILD))/proto_py \
-	  $(PYTHON) -m pytest -q tests/integration tests/stress
-
-test: unit-asan build
 	@ulimit -n 65536 2>/dev/null; NETSVR_BIN=$(abspath $(BUILD))/netsvr NETSVR_PROTO_PY=$(abspath $(BUILD))/proto_py \
 	  $(PYTHON) -m pytest -q tests/integration tests/stress
+
+# Unit tests under sanitizers first, then the integration tests (the summary line comes last).
+test: unit-asan integration
 
 bench: build
 	@bash scripts/bench.sh

@@ -57,6 +57,13 @@ bool parseUniqId(std::string_view text, UniqIdParts& parts) {
   return true;
 }
 
+std::string uniqIdFromKey(std::string_view prefix, uint64_t key) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(prefix);
+  for (int shift = 60; shift >= 0; shift -= 4) out.push_back(kDigits[(key >> shift) & 15]);
+  return out;
+}
+
 std::string formatConnId(uint32_t workerIp, uint16_t workerPort, uint32_t peerIp,
                          uint16_t peerPort, uint32_t acceptTime) {
   std::string raw;

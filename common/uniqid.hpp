@@ -49,6 +49,9 @@ class UniqIdGenerator {
   uint32_t low_;
 };
 
+// uniqId of a connection key, given the 12-hex-character task-address prefix.
+std::string uniqIdFromKey(std::string_view prefix, uint64_t key);
+
 // connId = hex(workerIp:4 | workerPort:2 | peerIp:4 | peerPort:2 | acceptTime:4).
 std::string formatConnId(uint32_t workerIp, uint16_t workerPort, uint32_t peerIp,
                          uint16_t peerPort, uint32_t acceptTime);

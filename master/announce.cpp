@@ -10,6 +10,8 @@
 
 #include "common/log.hpp"
 #include "common/packet.hpp"
+#include "common/uniqid.hpp"
+#include "common/unix_socket.hpp"
 #include "connClose.pb.h"
 #include "shm/conn_table.hpp"
 #include "shm/control.hpp"
@@ -28,13 +30,10 @@ int connectToLiveWorker(const std::string& key, shm::ControlBlock& control, int 
       if (serial == deadSerial) continue;
       auto& info = control.workers[serial];
       if (info.state.load() != uint32_t(shm::WorkerState::Running)) continue;
-      std::string name = shm::peerSocketName(key, serial, info.incarnation.load());
-      sockaddr_un addr{};
-      addr.sun_family = AF_UNIX;
-      size_t n = std::min(name.size(), sizeof addr.sun_path - 2);
-      memcpy(addr.sun_path + 1, name.data(), n);
+      sockaddr_un addr;
+      socklen_t len = abstractAddress(shm::peerSocketName(key, serial, info.incarnation.load()), addr);
       int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&addr), socklen_t(offsetof(sockaddr_un, sun_path) + 1 + n)) == 0)
+      if (fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0)
         return fd;
       if (fd >= 0) close(fd);
     }
@@ -64,17 +63,14 @@ int announceClosedConnections(const std::string& key, int deadSerial) {
     LOG_ERROR("cannot read the table of dead worker serial %d: %s", deadSerial, error.c_str());
     return 1;
   }
-  char prefix[16];
+  // Every uniqId of the instance starts with the task address kept in the control block.
+  const std::string prefix = (*control)->uniqIdPrefix;
   std::string out;
   size_t count = 0;
   auto collect = [&](const shm::TableData& data) {
     for (const auto& [k, rec] : data.conns) {
       netsvr::connClose::ConnClose close;
-      char id[32];
-      // uniqId = task address prefix + key; the prefix is in any worker's config, but the key's
-      // owner byte already says which gateway this is, so take it from the control block.
-      snprintf(id, sizeof id, "%s%016llx", prefix, static_cast<unsigned long long>(k));
-      close.set_uniqid(id);
+      close.set_uniqid(uniqIdFromKey(prefix, k));
       close.set_customerid(rec.customerId.data(), rec.customerId.size());
       close.set_session(rec.session.data(), rec.session.size());
       for (const auto& t : rec.topics) close.add_topics(t.data(), t.size());
@@ -82,7 +78,6 @@ int announceClosedConnections(const std::string& key, int deadSerial) {
       ++count;
     }
   };
-  snprintf(prefix, sizeof prefix, "%s", (*control)->uniqIdPrefix);
   // The owner may have died holding its lock: the table is then read as it was left.
   if (!table->read(collect)) collect(table->unlockedData());
   if (count == 0) return 0;

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "common/config.hpp"
 #include "common/log.hpp"
 #include "master/announce.hpp"
@@ -125,11 +126,8 @@ int Master::run() {
            config_.task.address.ip, config_.task.address.port);
   (*control_)->limitOnOpen = config_.limitOnOpen;
   (*control_)->limitOnMessage = config_.limitOnMessage;
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  int64_t nowNs = int64_t(now.tv_sec) * 1000000000 + now.tv_nsec;
-  (*control_)->onOpenBucket.bucket.init(config_.limitOnOpen, nowNs);
-  (*control_)->onMessageBucket.bucket.init(config_.limitOnMessage, nowNs);
+  (*control_)->onOpenBucket.bucket.init(config_.limitOnOpen, monotonicNs());
+  (*control_)->onMessageBucket.bucket.init(config_.limitOnMessage, monotonicNs());
 
   uv_loop_init(&loop_);
   const int signums[6] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD, SIGUSR1};
@@ -258,13 +256,7 @@ void Master::retireSerial(int serial, bool announce) {
       }
     registry.version.fetch_add(1);
   }
-  if (lostEvents && !stopping_) {  // its business links died with it: the SDK reconnects
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t until = int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000 + 10000;
-    for (int i = 0; i < 3; ++i)
-      if (lostEvents & (1 << i)) (*control_)->holdEventsUntilMs[i] = until;
-  }
+  if (lostEvents && !stopping_) holdEvents(control_->block(), lostEvents, unixMs());  // the SDK reconnects
   info.bizLinks = 0;
   if (!announce) {
     releaseSerial(serial);
@@ -347,9 +339,7 @@ void Master::applyRuntimeSettings() {
   log::Level level;
   if (log::parseLevel(config_.logLevel, level)) log::setLevel(level);
   auto& control = control_->block();
-  timespec now{};
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  int64_t nowNs = int64_t(now.tv_sec) * 1000000000 + now.tv_nsec;
+  int64_t nowNs = monotonicNs();
   for (auto [bucket, rate, current] : {std::tuple{&control.onOpenBucket, config_.limitOnOpen, &control.limitOnOpen},
                                        std::tuple{&control.onMessageBucket, config_.limitOnMessage, &control.limitOnMessage}}) {
     shm::RobustLock lock(bucket->mutex);

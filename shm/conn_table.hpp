@@ -131,8 +131,8 @@ class ConnTable {
     return true;
   }
   const TableData& unlockedData() const { return *data_; }  // owner only
-  uint64_t freeBytes() const { return segment_->get_free_memory(); }
   uint64_t fullErrors() const { return data_->fullErrors.load(); }
+  uint64_t freeBytes() const { return segment_->get_free_memory(); }  // for tests and logs
 
  private:
   ConnTable(std::unique_ptr<Segment> segment, TableData* data, bool owner)

@@ -24,6 +24,17 @@ const char* workerStateName(WorkerState state) {
   return "?";
 }
 
+void holdEvents(ControlBlock& control, int32_t events, int64_t nowUnixMs) {
+  int64_t target = nowUnixMs + kHoldEventsMs;
+  for (int kind = 0; kind < 3; ++kind) {
+    if (!(events & (1 << kind))) continue;
+    auto& until = control.holdEventsUntilMs[kind];
+    int64_t current = until.load();
+    while (current < target && !until.compare_exchange_weak(current, target)) {
+    }
+  }
+}
+
 std::unique_ptr<ControlSegment> ControlSegment::create(const std::string& name) {
   std::string path = "/" + name;
   shm_unlink(path.c_str());

@@ -90,6 +90,13 @@ struct ControlBlock {
   BizRegistry registry;
 };
 
+inline constexpr int64_t kHoldEventsMs = 10000;  // longer than the SDK's 3 s reconnect back-off
+
+// Asks every worker to hold events of these kinds (Event bits: 1 OnOpen, 2 OnClose,
+// 4 OnMessage) for kHoldEventsMs instead of dropping them: the links that served them are gone
+// and their business is reconnecting. Only ever extends a deadline.
+void holdEvents(ControlBlock& control, int32_t events, int64_t nowUnixMs);
+
 // RAII owner of a mapping of the control segment.
 class ControlSegment {
  public:

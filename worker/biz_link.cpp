@@ -341,22 +341,10 @@ namespace {
 constexpr size_t kHoldLimitBytes = 64u << 20;    // beyond this, events are dropped (metric 10)
 constexpr uint64_t kHeldFlushIntervalMs = 20;
 
-int64_t unixMs() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-}
 }  // namespace
 
 void BizLinks::holdEventsWhileBusinessReconnects(int32_t events) {
-  int64_t target = unixMs() + int64_t(kHoldWindowMs);
-  for (Event e : {Event::OnOpen, Event::OnClose, Event::OnMessage}) {
-    if (!(events & int32_t(e))) continue;
-    auto& until = (*worker.control)->holdEventsUntilMs[eventIndex(e)];
-    int64_t current = until.load();
-    while (current < target && !until.compare_exchange_weak(current, target)) {
-    }
-  }
+  holdEvents(worker.control->block(), events, unixMs());
 }
 
 int32_t BizLinks::registeredEvents() const {

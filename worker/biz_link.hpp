@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/packet.hpp"
+#include "shm/control.hpp"
 
 namespace netsvr {
 
@@ -87,7 +88,7 @@ class BizLinks {
   int32_t registeredEvents() const;  // Event bits of this worker's registered links
   size_t heldEvents() const { return held_.size(); }
   void dropHeld();  // stopping: nobody will register to take them
-  static constexpr uint64_t kHoldWindowMs = 10000;  // longer than the SDK's 3 s reconnect back-off
+  static constexpr uint64_t kHoldWindowMs = uint64_t(shm::kHoldEventsMs);
   size_t pendingWriteBytes() const;
   BizLink* find(uint32_t id) const;
   Worker& worker;

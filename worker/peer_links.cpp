@@ -9,6 +9,7 @@
 
 #include "cmd.pb.h"
 #include "common/log.hpp"
+#include "common/unix_socket.hpp"
 #include "shm/names.hpp"
 #include "worker/biz_link.hpp"
 #include "worker/router.hpp"
@@ -18,14 +19,6 @@ namespace netsvr {
 namespace {
 
 constexpr uint32_t kMaxPeerPacket = 256u << 20;  // bytes; far above any business packet limit
-
-socklen_t abstractAddress(const std::string& name, sockaddr_un& addr) {
-  memset(&addr, 0, sizeof addr);
-  addr.sun_family = AF_UNIX;
-  size_t n = std::min(name.size(), sizeof addr.sun_path - 2);
-  memcpy(addr.sun_path + 1, name.data(), n);  // leading NUL: abstract namespace, no file
-  return socklen_t(offsetof(sockaddr_un, sun_path) + 1 + n);
-}
 
 }  // namespace
 

@@ -35,7 +35,7 @@ shm::ConnTable* Router::tableOf(int serial) {
 }
 
 void Router::forwardToOthers(std::string_view payload) {
-  for (int serial = 0; serial < kSerials; ++serial)
+  for (int serial = 0; serial < kMaxWorkerSerials; ++serial)
     if (serial != worker_.serial && isLive(serial)) worker_.peers->sendTask(serial, 0, payload);
 }
 

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "common/uniqid.hpp"
 #include "shm/conn_table.hpp"
 
 namespace netsvr {
@@ -25,7 +26,7 @@ class Router {
   // whose owner died holding its lock is skipped: its connections are gone.
   template <class F>
   void forEachTable(F&& f) {
-    for (int serial = 0; serial < kSerials; ++serial) {
+    for (int serial = 0; serial < kMaxWorkerSerials; ++serial) {
       if (!isLive(serial)) continue;
       shm::ConnTable* table = tableOf(serial);
       if (table) table->read([&](const shm::TableData& data) { f(serial, data); });
@@ -35,7 +36,6 @@ class Router {
   void forwardToOthers(std::string_view payload);
 
  private:
-  static constexpr int kSerials = 256;
   shm::ConnTable* tableOf(int serial);
 
   struct Remote {

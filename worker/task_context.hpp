@@ -27,7 +27,6 @@ struct TaskContext {
   BizLink* link;             // nullptr when a peer forwarded the payload
   uint32_t cmd;
   std::string_view payload;  // cmd + body, forwarded as is
-  std::vector<int> acks;     // workers whose acknowledgement the link waits for
 
   bool routing() const { return link != nullptr; }
   void reply(const google::protobuf::MessageLite& message) const {

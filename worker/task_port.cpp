@@ -147,7 +147,7 @@ bool handleTaskPacket(Worker& worker, BizLink& link, uint32_t cmd, std::string_v
   const CmdSpec* spec = findCommand(cmd);
   if (!spec) return false;
   std::string_view payload(body.data() - kCmdSize, body.size() + kCmdSize);
-  TaskContext ctx{worker, &link, cmd, payload, {}};
+  TaskContext ctx{worker, &link, cmd, payload};
   spec->handler(ctx, body);
   if (gWaitingPerLink.count(link.id)) {
     link.pause();
@@ -164,7 +164,7 @@ void runForwardedTask(Worker& worker, std::string_view payload) {
   if (!splitCommand(payload, cmd, body)) return;
   const CmdSpec* spec = findCommand(cmd);
   if (!spec) return;
-  TaskContext ctx{worker, nullptr, cmd, payload, {}};
+  TaskContext ctx{worker, nullptr, cmd, payload};
   spec->handler(ctx, body);
 }
 

@@ -19,28 +19,15 @@
 
 namespace netsvr {
 
-uint32_t monotonicSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return uint32_t(ts.tv_sec);
-}
-
 UniqIdParts Worker::nextUniqId() { return uniqIds->next(uint32_t(time(nullptr))); }
 
-std::string Worker::uniqIdOf(uint64_t key) const {
-  std::string out = uniqIdPrefix;
-  static constexpr char kDigits[] = "0123456789abcdef";
-  for (int shift = 60; shift >= 0; shift -= 4) out.push_back(kDigits[(key >> shift) & 15]);
-  return out;
-}
+std::string Worker::uniqIdOf(uint64_t key) const { return uniqIdFromKey(uniqIdPrefix, key); }
 
 namespace {
 bool takeToken(shm::SharedBucket& shared, int32_t rate) {
   if (rate <= 0) return true;
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
   shm::RobustLock lock(shared.mutex);
-  return shared.bucket.take(rate, int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec);
+  return shared.bucket.take(rate, monotonicNs());
 }
 }  // namespace
 
@@ -196,7 +183,7 @@ class WorkerProcess {
     bool quiet = flushed() && http_->inFlight() == 0 && peers_.queuedBytes() == 0 && links_.heldEvents() == 0;
     if (now - lastReportMs_ >= 1000) {
       lastReportMs_ = now;
-      LOG_INFO("closing: business writes pending %zu B, callbacks %zu, peer writes %zu B, held events %zu, others quiet %d",
+      LOG_DEBUG("closing: business writes pending %zu B, callbacks %zu, peer writes %zu B, held events %zu, others quiet %d",
                links_.pendingWriteBytes(), http_->inFlight(), peers_.queuedBytes(), links_.heldEvents(), int(othersQuiet()));
     }
     bool done = false;

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "common/clock.hpp"
 #include "common/config.hpp"
 #include "common/uniqid.hpp"
 #include "shm/conn_table.hpp"
@@ -77,7 +78,5 @@ struct Worker {
   bool allowMessage() const;
 };
 
-// Monotonic seconds since an arbitrary start (for heartbeat arithmetic).
-uint32_t monotonicSeconds();
 
 }  // namespace netsvr

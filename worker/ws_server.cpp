@@ -528,13 +528,9 @@ void WsServer::sweep() {
     peakSockets_ = sockets_;
   }
   peakSockets_ = std::max(peakSockets_, sockets_);
-  if ((worker_.stopping || worker_.draining) && head_) {
+  if (worker_.stopping && head_) {  // a stop that takes long: say what it waits for
     int phases[5] = {};
-    for (Conn* c = head_; c; c = c->next) {
-      ++phases[c->phase];
-      LOG_DEBUG("  %s phase %d flags %d queued %u idle %us", worker_.uniqIdOf(c->key).c_str(), c->phase, c->flags,
-                c->queuedBytes, monotonicSeconds() - c->lastActive);
-    }
+    for (Conn* c = head_; c; c = c->next) ++phases[c->phase];
     LOG_INFO("waiting for sockets to close: adopting %d, http %d, opening %d, open %d, closing %d",
              phases[Conn::Adopting], phases[Conn::Http], phases[Conn::Opening], phases[Conn::Open], phases[Conn::Closing]);
   }

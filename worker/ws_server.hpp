@@ -96,7 +96,6 @@ class WsServer {
     for (Conn* c = head_; c; c = c->next)
       if (c->phase == Conn::Open && (c->flags & Conn::InTable)) f(*c);
   }
-  int64_t socketCount() const { return sockets_; }
 
   // lws glue (public for the C callback).
   int onLwsEvent(lws* wsi, int reason, void* in, size_t len);

@@ -41,3 +41,9 @@ TEST_CASE("connId is worker ip, port, peer ip, port, accept time") {
   CHECK(formatConnId(0x7F000001, 6061, 0x7F000001, 50000, 0x6A0B1C2D) ==
         "7f00000117ad7f000001c3506a0b1c2d");
 }
+
+TEST_CASE("a connection key and the task prefix give back the uniqId") {
+  UniqIdParts parts{0x7F000001, 6062, 0x65000000, 0x01ABCDEF};
+  std::string id = formatUniqId(parts);
+  CHECK(uniqIdFromKey(id.substr(0, 12), uniqKeyOf(parts.timestamp, parts.counter)) == id);
+}
