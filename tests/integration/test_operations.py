@@ -110,3 +110,46 @@ def test_shutdown_wait_time_cuts_a_stuck_stop_short_with_status_1(gateway_factor
     instance = st["instance"]
     assert not [f for f in os.listdir("/dev/shm") if f.startswith(f"netsvr-{instance}-")]
     assert not gw.pid_file.exists()
+
+
+def test_a_worker_that_cannot_start_is_retried_once_a_second_then_comes_back(
+        gateway_factory, netsvr_bin, tmp_path):
+    own = tmp_path / "bin2" / "netsvr"
+    own.parent.mkdir()
+    shutil.copy2(netsvr_bin, own)
+    gw = gateway_factory(start=False)
+    gw.binary = str(own)
+    gw.start()
+    real = tmp_path / "bin2" / "netsvr.real"
+    shutil.copy2(own, real)
+    # While the binary on disk cannot start a worker, a killed worker's slot is retried once a
+    # second (not in a tight fork loop) and the other worker stays up.
+    os.rename(own, tmp_path / "bin2" / "netsvr.saved")
+    own.write_text(f"#!/bin/sh\nNETSVR_LAYOUT_VERSION=999 exec {real} \"$@\"\n")
+    own.chmod(own.stat().st_mode | stat.S_IEXEC)
+    gw.binary = str(real)
+    victim = gw.status()["workers"][0]
+    os.kill(victim["pid"], signal.SIGKILL)
+    time.sleep(2.5)  # the window in which retries are counted
+    failures = gw.log_path.read_text().count("failed before it was ready; retrying in 1 s")
+    assert 1 <= failures <= 4, f"{failures} respawn failures in 2.5 s"
+    other = [w for w in gw.status()["workers"] if w["slot"] != victim["slot"]]
+    assert other and all(w["state"] == "running" and h.pid_alive(w["pid"]) for w in other), other
+    # A good binary again: the slot is back at the next retry.
+    os.replace(tmp_path / "bin2" / "netsvr.saved", own)
+    h.wait_for(lambda: (lambda st: len([w for w in st["workers"] if w["state"] == "running"]) == gw.workers
+                        and victim["slot"] in [w["slot"] for w in st["workers"]] and st)(gw.status()),
+               5, message="the slot to come back once the binary can start")
+
+
+def test_a_burst_of_events_above_send_chan_cap_reaches_a_reading_business(gateway_factory, ws):
+    # Worker.SendChanCap bounds the packets the kernel has not taken yet, not the packets of one
+    # loop turn: 200 clients closing at once give 200 ConnClose events to a business that reads.
+    gw = gateway_factory({"Worker": {"SendChanCap": 8}})
+    biz = gw.business(events=3)
+    clients = ws.connect_many([gw.ws_url(query=f"b={i}") for i in range(200)])
+    h.collect_from_links([biz], h.Cmd.ConnOpen, h.pb.ConnOpen, 200, timeout=10)
+    for c in clients:
+        c.close()
+    got = h.collect_from_links([biz], h.Cmd.ConnClose, h.pb.ConnClose, 200, timeout=10)
+    assert len({m.uniqId for m in got[biz]}) == 200
