@@ -7,25 +7,25 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <malloc.h>
+#include <algorithm>
 
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <new>
 
+#include "cmd.pb.h"
 #include "common/log.hpp"
 #include "connClose.pb.h"
 #include "connOpen.pb.h"
 #include "connOpenResp.pb.h"
-#include "worker/http_client.hpp"
-#include "cmd.pb.h"
 #include "transfer.pb.h"
 #include "worker/biz_link.hpp"
+#include "worker/http_client.hpp"
 #include "worker/pm_deflate.hpp"
-#include "worker/ws_handshake.hpp"
 #include "worker/worker.hpp"
+#include "worker/ws_handshake.hpp"
 
 namespace netsvr {
 
@@ -36,7 +36,12 @@ namespace {
 // lws per-connection receive buffer, bytes (LWS-NOTES.md): it is most of an idle connection's
 // cost. Larger messages arrive in several callbacks and are reassembled.
 constexpr size_t kRxBufferSize = 512;
-constexpr int kCloseGraceSeconds = 2;     // §6.8: TCP force-closed 2 s after our close frame
+// Most bytes lws hands to one send(2). Left at 0, lws caps each send at the receive buffer size
+// (512 + 20 B) and sends the rest of a larger frame only after the next POLLOUT: two sends, four
+// epoll_ctl calls and a loop turn of latency per 1 KiB message. The kernel takes what fits in
+// the socket buffer; lws keeps only an unsent rest.
+constexpr size_t kTxPacketSize = 1 << 20;
+constexpr int kCloseGraceSeconds = 2;  // §6.8: TCP force-closed 2 s after our close frame
 // lws 4.1 keeps LWS_WRITE_CLOSE (4, between HTTP and PING) in its private headers.
 constexpr auto kWriteClose = lws_write_protocol(4);
 
@@ -52,15 +57,17 @@ int lwsCallback(lws* wsi, lws_callback_reasons reason, void* /*user*/, void* in,
 }
 
 const lws_protocols kProtocols[] = {
-    {"netsvr", lwsCallback, 0, kRxBufferSize, 0, nullptr, 0},
+    {"netsvr", lwsCallback, 0, kRxBufferSize, 0, nullptr, kTxPacketSize},
     {nullptr, nullptr, 0, 0, 0, nullptr, 0},
 };
 
 void lwsLog(int level, const char* line) {
   size_t n = strlen(line);
   while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) --n;
-  if (level & LLL_ERR) LOG_WARN("lws: %.*s", int(n), line);
-  else LOG_DEBUG("lws: %.*s", int(n), line);
+  if (level & LLL_ERR)
+    LOG_WARN("lws: %.*s", int(n), line);
+  else
+    LOG_DEBUG("lws: %.*s", int(n), line);
 }
 
 std::string headerValue(lws* wsi, lws_token_indexes token) {
@@ -80,11 +87,12 @@ int respondHttp(lws* wsi, int code, const char* text, std::string_view body) {
   unsigned char* p = start;
   unsigned char* end = buf + sizeof buf - 1;
   std::string status = "HTTP/1.1 " + std::to_string(code) + " " + text;
-  if (lws_add_http_header_by_name(wsi, nullptr, reinterpret_cast<const unsigned char*>(status.data()),
+  if (lws_add_http_header_by_name(wsi, nullptr,
+                                  reinterpret_cast<const unsigned char*>(status.data()),
                                   int(status.size()), &p, end) ||
-      lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
-                                   reinterpret_cast<const unsigned char*>("text/plain; charset=utf-8"),
-                                   25, &p, end) ||
+      lws_add_http_header_by_token(
+          wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
+          reinterpret_cast<const unsigned char*>("text/plain; charset=utf-8"), 25, &p, end) ||
       lws_add_http_header_content_length(wsi, body.size(), &p, end) ||
       lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
                                    reinterpret_cast<const unsigned char*>("close"), 5, &p, end) ||
@@ -142,7 +150,8 @@ void WsServer::start() {
   deflate.level = cfg.compressionLevel;
   deflate.receiveLimit = uint64_t(cfg.receivePackLimit);
   info.extensions = pmd::extensions(deflate);  // nullptr when CompressionLevel = 0
-  if (!info.extensions) LOG_DEBUG("permessage-deflate not negotiated (Customer.CompressionLevel = 0)");
+  if (!info.extensions)
+    LOG_DEBUG("permessage-deflate not negotiated (Customer.CompressionLevel = 0)");
   if (!cfg.tlsCertFile.empty()) {  // wss: OpenSSL through lws on every adopted socket
     info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.ssl_cert_filepath = cfg.tlsCertFile.c_str();
@@ -150,7 +159,9 @@ void WsServer::start() {
     info.alpn = "http/1.1";  // no h2: websockets and our raw status lines are HTTP/1.1 only
   }
   context_ = lws_create_context(&info);
-  if (!context_) throw std::runtime_error("cannot create the websocket context (is libwebsockets-evlib-uv installed?)");
+  if (!context_)
+    throw std::runtime_error(
+        "cannot create the websocket context (is libwebsockets-evlib-uv installed?)");
   vhost_ = lws_get_vhost_by_name(context_, "default");
   if (!vhost_) throw std::runtime_error("lws created no default vhost");
 
@@ -167,6 +178,11 @@ void WsServer::start() {
   // Every second at most; sooner when the handshake timeout is shorter (it is checked here too).
   uint64_t sweepMs = std::clamp<uint64_t>(handshakeMs_ / 4, 50, 1000);
   uv_timer_start(sweepTimer_, onSweep, sweepMs, sweepMs);
+  flushCheck_ = new uv_check_t;
+  flushCheck_->data = this;
+  uv_check_init(worker_.loop, flushCheck_);
+  const char* batching = getenv("NETSVR_WRITE_BATCHING");
+  batchWrites_ = !(batching && strcmp(batching, "0") == 0);
 }
 
 void WsServer::link(Conn* conn) {
@@ -176,19 +192,23 @@ void WsServer::link(Conn* conn) {
 }
 
 void WsServer::unlink(Conn* conn) {
-  if (conn->prev) conn->prev->next = conn->next;
-  else head_ = conn->next;
+  if (conn->prev)
+    conn->prev->next = conn->next;
+  else
+    head_ = conn->next;
   if (conn->next) conn->next->prev = conn->prev;
   conn->prev = conn->next = nullptr;
 }
 
 void WsServer::freeConn(Conn* conn) {
-  if (conn->handshake && conn->handshake->callbackId) worker_.http->cancel(conn->handshake->callbackId);
+  if (conn->handshake && conn->handshake->callbackId)
+    worker_.http->cancel(conn->handshake->callbackId);
   while (Conn::OutNode* node = conn->outHead) {
     conn->outHead = node->next;
     node->message->release();
     delete node;
   }
+  if (conn->flags & Conn::FlushDue) dirty_[conn->dirtyIndex] = nullptr;
   unlink(conn);
   --sockets_;
   worker_.info().sockets.fetch_sub(1, std::memory_order_relaxed);
@@ -211,7 +231,8 @@ int WsServer::onLwsEvent(lws* wsi, int reason, void* in, size_t len) {
       if (!conn) return -1;
       std::string path = headerValue(wsi, WSI_TOKEN_GET_URI);
       const auto& cfg = worker_.config.customer;
-      if (!worker_.config.autobahn && path != cfg.handlePattern) return respondHttp(wsi, 404, "Not Found", "404 page not found\n");
+      if (!worker_.config.autobahn && path != cfg.handlePattern)
+        return respondHttp(wsi, 404, "Not Found", "404 page not found\n");
       if (!cfg.allowOrigin.empty() && !worker_.config.autobahn) {
         std::string origin = headerValue(wsi, WSI_TOKEN_ORIGIN);
         bool allowed = false;
@@ -225,7 +246,8 @@ int WsServer::onLwsEvent(lws* wsi, int reason, void* in, size_t len) {
       if (!hs.rawQueryKnown) {
         // The request line arrived in pieces: rebuild it from lws's decoded fragments.
         char frag[1024];
-        for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; ++i) {
+        for (int i = 0;
+             lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; ++i) {
           if (i) hs.rawQuery += '&';
           hs.rawQuery += frag;
         }
@@ -325,7 +347,8 @@ void WsServer::openConnection(Conn& conn) {
         if (c.phase != Conn::Opening) return;
         std::string error = callbackErrorText(result);
         netsvr::connOpenResp::ConnOpenResp resp;
-        if (error.empty() && !resp.ParseFromString(result.body)) error = "invalid ConnOpenResp in the callback response";
+        if (error.empty() && !resp.ParseFromString(result.body))
+          error = "invalid ConnOpenResp in the callback response";
         if (!error.empty()) {
           LOG_WARN("OnOpenCallbackApi for %s: %s", worker_.uniqIdOf(c.key).c_str(), error.c_str());
           return refuse(c, 1011, error);
@@ -350,9 +373,11 @@ void WsServer::finishOpen(Conn& conn, const netsvr::connOpenResp::ConnOpenResp* 
   worker_.mark(1);
   if (resp) {  // seeded state is indexed before anyone can see the connection
     if (!resp->newsession().empty()) worker_.table->setSession(conn.key, resp->newsession());
-    if (!resp->newcustomerid().empty()) worker_.table->setCustomerId(conn.key, resp->newcustomerid());
+    if (!resp->newcustomerid().empty())
+      worker_.table->setCustomerId(conn.key, resp->newcustomerid());
     if (!resp->newtopics().empty())
-      worker_.table->subscribe(conn.key, std::vector<std::string_view>(resp->newtopics().begin(), resp->newtopics().end()));
+      worker_.table->subscribe(conn.key, std::vector<std::string_view>(resp->newtopics().begin(),
+                                                                       resp->newtopics().end()));
     if (!resp->data().empty()) deliver(conn, resp->data());
   }
   std::unique_ptr<Handshake> hs = std::move(conn.handshake);
@@ -386,8 +411,8 @@ void WsServer::closedConnection(Conn& conn) {
   }
   // §8.2: the callback first, then the event, whatever the callback answered.
   Worker* w = &worker_;
-  worker_.http->post(cfg.onCloseCallbackApi, body, "application/x-protobuf", false, cfg.callbackApiDeadline,
-                     [w, body](HttpResult result) {
+  worker_.http->post(cfg.onCloseCallbackApi, body, "application/x-protobuf", false,
+                     cfg.callbackApiDeadline, [w, body](HttpResult result) {
                        if (!result.ok) LOG_WARN("OnCloseCallbackApi: %s", result.error.c_str());
                        w->links->emitEvent(Event::OnClose, netsvr::cmd::ConnClose, body);
                      });
@@ -441,7 +466,8 @@ void WsServer::deliver(Conn& conn, OutMessage* message) {
   }
   worker_.mark(6);
   worker_.mark(7, int64_t(frame));
-  if (!conn.outHead && !lws_partial_buffered(conn.wsi)) {
+  bool idle = !conn.outHead && !lws_partial_buffered(conn.wsi);
+  if (idle && !batchWrites_) {
     // Nothing waits: write now. One send(2) instead of arming POLLOUT, waking up and disarming
     // it (two epoll_ctl calls and a loop turn); lws keeps any unsent rest and finishes it itself.
     if (lws_write(conn.wsi, message->payload(), message->size, lws_write_protocol(sendType_)) < 0)
@@ -450,11 +476,77 @@ void WsServer::deliver(Conn& conn, OutMessage* message) {
   }
   auto* node = new Conn::OutNode{message, nullptr};
   ++message->refs;
-  if (conn.outTail) conn.outTail->next = node;
-  else conn.outHead = node;
+  bool wasEmpty = !conn.outHead;
+  if (conn.outTail)
+    conn.outTail->next = node;
+  else
+    conn.outHead = node;
   conn.outTail = node;
   conn.queuedBytes += message->size;
-  lws_callback_on_writable(conn.wsi);
+  // A non-empty queue is already due: in this iteration's batch or waiting for POLLOUT.
+  if (!wasEmpty) return;
+  if (!idle) {
+    lws_callback_on_writable(conn.wsi);
+    return;
+  }
+  conn.flags |= Conn::FlushDue;
+  conn.dirtyIndex = uint32_t(dirty_.size());
+  if (dirty_.empty()) uv_check_start(flushCheck_, onFlush);
+  dirty_.push_back(&conn);
+}
+
+void WsServer::onFlush(uv_check_t* handle) {
+  static_cast<WsServer*>(handle->data)->flushDirty();
+}
+
+void WsServer::flushDirty() {
+  std::vector<Conn*> batch;
+  batch.swap(dirty_);
+  uv_check_stop(flushCheck_);
+  for (Conn* conn : batch) {
+    if (!conn) continue;  // freed since it was queued
+    conn->flags &= uint8_t(~Conn::FlushDue);
+    // Closing: closePolitely() asked for POLLOUT, onWritable() sends the rest and the close.
+    if (conn->phase != Conn::Open) continue;
+    if (writeQueued(*conn) < 0)
+      lws_set_timeout(conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+  }
+  batch.clear();
+  if (dirty_.empty()) dirty_.swap(batch);  // keep the capacity for the next iteration
+}
+
+int WsServer::writeQueued(Conn& conn) {
+  int fd = -1;
+  int rc = 0;
+  while (conn.outHead && !lws_partial_buffered(conn.wsi)) {
+    Conn::OutNode* node = conn.outHead;
+    if (fd < 0 && node->next && !node->message->isClose) {
+      // TCP_CORK: the kernel holds the frames until uncorked and sends them in full segments.
+      fd = int(lws_get_socket_fd(conn.wsi));
+      int on = 1;
+      if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+    }
+    conn.outHead = node->next;
+    if (!conn.outHead) conn.outTail = nullptr;
+    OutMessage* message = node->message;
+    delete node;
+    if (message->isClose) {
+      rc = lws_write(conn.wsi, message->payload(), message->size, kWriteClose);
+      conn.flags |= Conn::CloseSent;
+    } else {
+      conn.queuedBytes -= message->size;
+      rc = lws_write(conn.wsi, message->payload(), message->size, lws_write_protocol(sendType_));
+    }
+    message->release();
+    if (rc < 0) break;
+  }
+  if (fd >= 0) {
+    int off = 0;
+    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof off);
+  }
+  if (rc < 0) return -1;
+  if (conn.outHead) lws_callback_on_writable(conn.wsi);
+  return 0;
 }
 
 void WsServer::deliver(Conn& conn, std::string_view data) {
@@ -472,32 +564,17 @@ void WsServer::closePolitely(Conn& conn, uint16_t code, std::string_view reason)
   payload.push_back(char(code & 0xFF));
   payload.append(reason.substr(0, 123));
   auto* node = new Conn::OutNode{OutMessage::make(payload, true), nullptr};
-  if (conn.outTail) conn.outTail->next = node;
-  else conn.outHead = node;
+  if (conn.outTail)
+    conn.outTail->next = node;
+  else
+    conn.outHead = node;
   conn.outTail = node;
   lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, kCloseGraceSeconds);
   lws_callback_on_writable(conn.wsi);
 }
 
 int WsServer::onWritable(Conn& conn) {
-  Conn::OutNode* node = conn.outHead;
-  if (!node) return 0;
-  conn.outHead = node->next;
-  if (!conn.outHead) conn.outTail = nullptr;
-  OutMessage* message = node->message;
-  delete node;
-  int rc;
-  if (message->isClose) {
-    rc = lws_write(conn.wsi, message->payload(), message->size, kWriteClose);
-    conn.flags |= Conn::CloseSent;
-  } else {
-    conn.queuedBytes -= message->size;
-    rc = lws_write(conn.wsi, message->payload(), message->size, lws_write_protocol(sendType_));
-  }
-  message->release();
-  if (rc < 0) return -1;
-  if (conn.outHead) lws_callback_on_writable(conn.wsi);
-  return 0;
+  return writeQueued(conn);
 }
 
 // A draining worker gives sockets that have not sent a request line a second at most: they hold
@@ -507,7 +584,9 @@ uint64_t WsServer::handshakeLimitMs() const {
   return worker_.draining ? std::min(handshakeMs_, kDrainingLimitMs) : handshakeMs_;
 }
 
-void WsServer::onSweep(uv_timer_t* handle) { static_cast<WsServer*>(handle->data)->sweep(); }
+void WsServer::onSweep(uv_timer_t* handle) {
+  static_cast<WsServer*>(handle->data)->sweep();
+}
 
 void WsServer::sweep() {
   uint32_t now = monotonicSeconds();
@@ -532,7 +611,8 @@ void WsServer::sweep() {
     int phases[5] = {};
     for (Conn* c = head_; c; c = c->next) ++phases[c->phase];
     LOG_INFO("waiting for sockets to close: adopting %d, http %d, opening %d, open %d, closing %d",
-             phases[Conn::Adopting], phases[Conn::Http], phases[Conn::Opening], phases[Conn::Open], phases[Conn::Closing]);
+             phases[Conn::Adopting], phases[Conn::Http], phases[Conn::Opening], phases[Conn::Open],
+             phases[Conn::Closing]);
   }
   if (worker_.table->fullErrors() && log::enabled(log::Level::Debug))
     LOG_DEBUG("routing table: %llu writes refused for lack of space",
@@ -542,8 +622,10 @@ void WsServer::sweep() {
 void WsServer::closeAll(uint16_t code, std::string_view reason) {
   for (Conn* c = head_; c;) {
     Conn* next = c->next;
-    if (c->phase == Conn::Open || c->phase == Conn::Opening) closePolitely(*c, code, reason);
-    else abandon(*c);
+    if (c->phase == Conn::Open || c->phase == Conn::Opening)
+      closePolitely(*c, code, reason);
+    else
+      abandon(*c);
     c = next;
   }
 }
@@ -563,8 +645,14 @@ void WsServer::whenEmpty(void (*done)(void*), void* arg) {
 void WsServer::checkStopped() {
   if (!stopDone_ || head_) return;
   if (sweepTimer_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(sweepTimer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    uv_close(reinterpret_cast<uv_handle_t*>(sweepTimer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
     sweepTimer_ = nullptr;
+  }
+  if (flushCheck_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(flushCheck_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_check_t*>(h); });
+    flushCheck_ = nullptr;
   }
   auto done = stopDone_;
   stopDone_ = nullptr;

@@ -27,8 +27,8 @@ struct Worker;
 // after LWS_PRE bytes of headroom, where lws writes each connection's frame header.
 struct OutMessage {
   uint32_t refs;
-  uint32_t size;  // payload bytes
-  bool isClose;   // payload is a close frame's status code and reason
+  uint32_t size;           // payload bytes
+  bool isClose;            // payload is a close frame's status code and reason
   unsigned char bytes[1];  // LWS_PRE + size
 
   static OutMessage* make(std::string_view payload, bool isClose = false);
@@ -42,9 +42,10 @@ struct Handshake;
 struct Conn {
   enum Phase : uint8_t { Adopting, Http, Opening, Open, Closing };
   enum Flag : uint8_t {
-    InTable = 1,      // visible to commands (completed open processing)
-    CloseSent = 2,    // our close frame is on the wire
-    Destroyed = 4,    // lws freed the wsi while we were still adopting it
+    InTable = 1,    // visible to commands (completed open processing)
+    CloseSent = 2,  // our close frame is on the wire
+    Destroyed = 4,  // lws freed the wsi while we were still adopting it
+    FlushDue = 8,   // in the write batch of this loop iteration (dirtyIndex is its place)
   };
   struct OutNode {
     OutMessage* message;
@@ -61,6 +62,7 @@ struct Conn {
   uint64_t key = 0;                      // (acceptTime << 32) | counter, see uniqid.hpp
   uint32_t lastActive = 0;               // monotonic seconds
   uint32_t queuedBytes = 0;              // outbound payload bytes waiting in the queue
+  uint32_t dirtyIndex = 0;               // place in WsServer::dirty_ while FlushDue
   FixedWindow window;                    // per-connection limiter (§9.2)
   Phase phase = Adopting;
   uint8_t flags = 0;
@@ -119,6 +121,11 @@ class WsServer {
   void closedConnection(Conn& conn);
   void onMessage(Conn& conn, std::string_view data);
   int onWritable(Conn& conn);
+  // Writes queued frames until the queue is empty or the socket takes no more (then asks lws for
+  // POLLOUT); several frames go out corked, as one TCP segment where they fit. -1: write failed.
+  int writeQueued(Conn& conn);
+  static void onFlush(uv_check_t* handle);
+  void flushDirty();
   void freeConn(Conn* conn);
   void checkStopped();
 
@@ -128,14 +135,20 @@ class WsServer {
   lws_vhost* vhost_ = nullptr;
   std::vector<uv_poll_t*> acceptPolls_;
   uv_timer_t* sweepTimer_ = nullptr;
+  // Write batching: deliveries of one loop iteration are queued and written after its I/O
+  // callbacks (uv_check), so a connection that gets several frames in one iteration gets them in
+  // one send. NETSVR_WRITE_BATCHING=0 turns it off (benchmark comparison).
+  uv_check_t* flushCheck_ = nullptr;
+  std::vector<Conn*> dirty_;  // connections with frames to write at the end of this iteration
+  bool batchWrites_ = true;
   Conn* head_ = nullptr;
-  int64_t sockets_ = 0;  // accepted TCP connections still open (Go's online count)
+  int64_t sockets_ = 0;      // accepted TCP connections still open (Go's online count)
   int64_t peakSockets_ = 0;  // since the last malloc_trim
   void (*stopDone_)(void*) = nullptr;
   void* stopArg_ = nullptr;
   uint32_t heartbeatSeconds_ = 120;
   uint64_t handshakeMs_ = 10000;  // Customer.HandshakeTimeout
-  int sendType_ = 0;  // lws_write_protocol of data frames (Customer.SendMessageType)
+  int sendType_ = 0;              // lws_write_protocol of data frames (Customer.SendMessageType)
 };
 
 }  // namespace netsvr

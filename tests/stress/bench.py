@@ -11,7 +11,10 @@ Scenarios (sizes per mode in MODES):
   groupchat  TopicPublish to groups at a fixed rate -> msgs/s, CPU per 1M msgs, latency
   broadcast  Broadcast at a fixed rate -> time for one broadcast to reach all N clients
   singlecast SingleCast round robin at a fixed rate
-  workers    the same over-capacity TopicPublish load against Workers=1 and Workers=2
+  mix        netsvr's comparison load: 1,717 clients, ten 50-member groups chatting at 10 msg/s
+             each (100 B) and a 1 KiB Broadcast 10 times a second -> CPU per delivered message
+  workers    the same TopicPublish load against Workers=1, Workers=2 and Workers=2 without write
+             batching (NETSVR_WRITE_BATCHING=0), below and above what the machine delivers
 """
 
 from __future__ import annotations
@@ -34,6 +37,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stresslib as sl  # noqa: E402
 
+# The mix of netsvr's published CPU comparison (the same in both modes): on a machine like ours
+# the Go netsvr spent ~20 us of CPU per delivered message on it; our target is at most 10 us.
+MIX = {"conns": 1717, "groups": 10, "group_size": 50, "rate": 10, "size": 100, "bc_rate": 10,
+       "bc_size": 1024, "workers": 2}
+MIX_TARGET_US = 10.0
+# Gateway variants of the comparison table: (workers, write batching)
+CMP_VARIANTS = [(1, True), (2, True), (2, False)]
+
 MODES = {
     "quick": {
         "conns": 5000, "session": 2048, "hold": 1.5,
@@ -43,6 +54,7 @@ MODES = {
         # Workers=1 vs 2: 2000 clients in 20 groups; 25k msgs/s, then 200k msgs/s (over capacity)
         "cmp_conns": 2000, "cmp_groups": 20, "cmp_rate_fixed": 12.5, "cmp_rate_over": 100,
         "cmp_duration_fixed": 6, "cmp_duration_over": 3,
+        "mix_duration": 10,
     },
     "full": {
         "conns": 50000, "session": 2048, "hold": 5,
@@ -51,6 +63,7 @@ MODES = {
         "sc_rate": 20000, "sc_duration": 10,
         "cmp_conns": 5000, "cmp_groups": 50, "cmp_rate_fixed": 5, "cmp_rate_over": 40,
         "cmp_duration_fixed": 10, "cmp_duration_over": 5,
+        "mix_duration": 30,
     },
 }
 
@@ -212,15 +225,29 @@ class Bench:
                  str(p["session"])], common_lg)
         finally:
             gw.stop()
-        # Workers = 1 vs 2, same TopicPublish load: below and above what the machine delivers.
+        gw = sl.Gateway(self.gw_bin, self.work / "gw-mix", workers=MIX["workers"])
+        gw.start()
+        try:
+            self.results["mix"] = self.run_pair(
+                gw, "mix", "mix", MIX["conns"],
+                ["--groups", str(MIX["groups"]), "--group-size", str(MIX["group_size"]),
+                 "--rate", str(MIX["rate"]), "--size", str(MIX["size"]),
+                 "--broadcast-rate", str(MIX["bc_rate"]), "--broadcast-size", str(MIX["bc_size"]),
+                 "--duration", str(p["mix_duration"]), "--session-bytes", str(p["session"])], common_lg)
+        finally:
+            gw.stop()
+        # The same TopicPublish load on Workers = 1, 2, and 2 without write batching: below and
+        # above what the machine delivers.
         self.results["workers"] = {}
         for load in ("fixed", "over"):
-            for workers in (1, 2):
-                g = sl.Gateway(self.gw_bin, self.work / f"cmp-{load}-w{workers}", workers=workers)
+            for workers, batching in CMP_VARIANTS:
+                tag = f"{load}-{workers}{'' if batching else '-nobatch'}"
+                g = sl.Gateway(self.gw_bin, self.work / f"cmp-{tag}", workers=workers,
+                               env=None if batching else {"NETSVR_WRITE_BATCHING": "0"})
                 g.start()
                 try:
-                    self.results["workers"][f"{load}-{workers}"] = self.run_pair(
-                        g, f"cmp-{load}-w{workers}", "groupchat", p["cmp_conns"],
+                    self.results["workers"][tag] = self.run_pair(
+                        g, f"cmp-{tag}", "groupchat", p["cmp_conns"],
                         ["--groups", str(p["cmp_groups"]), "--rate", str(p[f"cmp_rate_{load}"]),
                          "--size", str(p["gc_size"]), "--duration", str(p[f"cmp_duration_{load}"]),
                          "--session-bytes", "0"], common_lg)
@@ -229,6 +256,33 @@ class Bench:
         self.results["total_s"] = time.monotonic() - t_start
 
     # ---- report ---------------------------------------------------------------------------
+    def mix_section(self) -> list[str]:
+        res = self.results.get("mix")
+        if not res:
+            return []
+        lg, cpu = res["loadgen"], res.get("cpu")
+        rx = lg["received"]
+        user = cpu["user_s"] / rx * 1e6 if cpu and rx else float("nan")
+        sys_ = cpu["sys_s"] / rx * 1e6 if cpu and rx else float("nan")
+        group_rate = MIX["groups"] * MIX["rate"] * MIX["group_size"]
+        bc_rate = MIX["bc_rate"] * MIX["conns"]
+        total = user + sys_
+        verdict = "met" if total <= MIX_TARGET_US else "missed"
+        return [
+            "", f"Mix (netsvr's CPU comparison): {MIX['conns']:,} clients on Workers = {MIX['workers']}; "
+                f"{MIX['groups']} groups of {MIX['group_size']} publishing {MIX['rate']} msg/s each "
+                f"({MIX['size']} B) and a {MIX['bc_size']} B Broadcast {MIX['bc_rate']} times a second, "
+                f"for {self.p['mix_duration']} s; offered {group_rate:,} + {bc_rate:,} = "
+                f"{group_rate + bc_rate:,} delivered msgs/s.", "",
+            "| Figure | Value |", "|---|---|",
+            f"| Mix: delivered msgs/s; delivered / expected / lost | {lg['msgs_per_s']:,.0f}; "
+            f"{rx:,} / {lg['expected']:,} / {lg['lost']} |",
+            f"| Mix: gateway CPU µs per delivered message, user / system / total (target ≤ {MIX_TARGET_US:g}; "
+            f"Go netsvr ~20) | {user:.2f} / {sys_:.2f} / **{total:.2f}** ({verdict}) |",
+            f"| Mix: latency p50 / p99 / max | {lg['latency_ms']['p50']:.2f} / {lg['latency_ms']['p99']:.2f} / "
+            f"{lg['latency_ms']['max']:.1f} ms |",
+        ]
+
     def machine(self) -> str:
         cpu = "unknown"
         with open("/proc/cpuinfo") as f:
@@ -320,21 +374,26 @@ class Bench:
                "",
                "| Figure | Value |", "|---|---|"]
         out += [f"| {a} | {b} |" for a, b in rows]
+        out += self.mix_section()
         per_group = p["cmp_conns"] // p["cmp_groups"]
-        out += ["", f"TopicPublish on Workers = 1 and Workers = 2, same load: {p['cmp_conns']} clients in "
+        out += ["", f"TopicPublish on Workers = 1, Workers = 2, and Workers = 2 with write batching off "
+                    f"(`NETSVR_WRITE_BATCHING=0`: one send(2) per frame at once instead of the frames of a "
+                    f"loop iteration written together, corked), same load: {p['cmp_conns']} clients in "
                     f"{p['cmp_groups']} groups of {per_group}, {p['gc_size']} B messages for "
                     f"{p['cmp_duration_fixed']} s (fixed) / {p['cmp_duration_over']} s (over capacity); "
                     f"with 2 workers every publish also goes to the other worker (half of each group is "
                     f"there). The over-capacity load shows the ceiling of this machine "
                     f"(gateway, loadgen and bizsim share its CPUs).", "",
-                "| Load | Workers | offered msgs/s | delivered msgs/s | gateway CPU s per 1M msgs, user / system | "
-                "latency p50 / p99 | lost | loadgen + bizsim CPU s |", "|---|---|---|---|---|---|---|---|"]
+                "| Load | Workers | write batching | offered msgs/s | delivered msgs/s | "
+                "gateway CPU s per 1M msgs, user / system | latency p50 / p99 | lost | loadgen + bizsim CPU s |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for key, res in r["workers"].items():
-            load, w = key.split("-")
+            load, w, *rest = key.split("-")
             offer = p["cmp_groups"] * p[f"cmp_rate_{load}"] * per_group
             lg, bz = res["loadgen"], res["bizsim"]
             tools = lg["cpu_user_s"] + lg["cpu_sys_s"] + bz["cpu_user_s"] + bz["cpu_sys_s"]
-            out.append(f"| {'fixed' if load == 'fixed' else 'over capacity'} | {w} | {offer:,.0f} | "
+            out.append(f"| {'fixed' if load == 'fixed' else 'over capacity'} | {w} | {'off' if rest else 'on'} | "
+                       f"{offer:,.0f} | "
                        f"{lg['msgs_per_s']:,.0f} | {per_m(res, 'user_s'):.2f} / {per_m(res, 'sys_s'):.2f} | "
                        f"{fmt_ms(lg['latency_ms']['p50'])} / {fmt_ms(lg['latency_ms']['p99'])} | {lg['lost']} | "
                        f"{tools:.1f} |")

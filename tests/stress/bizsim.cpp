@@ -8,10 +8,13 @@
 //   groupchat  TopicPublish to each group g<k> at --rate messages/s per group
 //   broadcast  Broadcast at --rate messages/s
 //   singlecast SingleCast at --rate messages/s in total, round robin over the clients
+//   mix        the first --groups x --group-size clients chat in groups (TopicPublish, --rate per
+//              group, --size bytes) while everyone gets a Broadcast of --broadcast-size bytes
+//              --broadcast-rate times a second (netsvr's 1,717-client comparison)
 //   idle       nothing
 // After --duration seconds every group gets an end marker carrying the number of messages it
-// was sent (payload.hpp). bizsim exits when every client it saw has closed (or --linger
-// passed), after writing its report.
+// was sent (payload.hpp; mix: 'G' per group, then 'E' by Broadcast with the broadcast count).
+// bizsim exits when every client it saw has closed (or --linger passed), after writing its report.
 #include <signal.h>
 #include <sys/resource.h>
 
@@ -52,6 +55,9 @@ struct Options {
   std::string scenario = "idle";
   uint32_t clients = 0;
   uint32_t groups = 50;
+  uint32_t groupSize = 50;      // mix: members per group
+  double broadcastRate = 10;    // mix: broadcasts/s
+  size_t broadcastSize = 1024;  // mix: broadcast payload bytes
   double rate = 1;
   size_t size = 64;
   size_t sessionBytes = 2048;
@@ -175,8 +181,11 @@ class BizSim {
     }
   }
 
+  bool chatsInGroups() const { return o_.scenario == "groupchat" || o_.scenario == "mix"; }
+
   uint32_t groupOf(uint32_t n) const {
     if (o_.scenario == "groupchat") return n % o_.groups;
+    if (o_.scenario == "mix") return n < o_.groups * o_.groupSize ? n % o_.groups : kAllClients;
     if (o_.scenario == "singlecast") return n;
     return 0;
   }
@@ -196,7 +205,8 @@ class BizSim {
       session.resize(o_.sessionBytes);
       up.set_newsession(session);
     }
-    if (o_.scenario == "groupchat") up.add_newtopics("g" + std::to_string(groupOf(n)));
+    if (chatsInGroups() && groupOf(n) != kAllClients)
+      up.add_newtopics("g" + std::to_string(groupOf(n)));
     Header h{kKindWelcome, monoNs(), 0, groupOf(n)};
     encodePayload(payload_, h, 0, uniqId);
     up.set_data(payload_);
@@ -290,7 +300,7 @@ class BizSim {
     printf("bizsim: %u clients logged in; barrier\n", loggedIn_);
     request(cmd::Metrics, "",
             [this](std::string_view body) { metricsStart_ = parseMetrics(body); });
-    if (o_.scenario == "groupchat") {
+    if (chatsInGroups()) {
       netsvr::topicUniqIdCountReq::TopicUniqIdCountReq req;
       req.set_countall(true);
       request(cmd::TopicUniqIdCount, serialize(req), [this](std::string_view body) {
@@ -314,15 +324,13 @@ class BizSim {
 
   void startPublishing() {
     printf("bizsim: barrier passed: gateway reports %" PRIu64 " %s%s\n", barrierCount_,
-           o_.scenario == "groupchat" ? "subscriptions in " : "clients",
-           o_.scenario == "groupchat" ? (std::to_string(barrierTopics_) + " topics").c_str() : "");
+           chatsInGroups() ? "subscriptions in " : "clients",
+           chatsInGroups() ? (std::to_string(barrierTopics_) + " topics").c_str() : "");
     if (o_.scenario == "idle") return endPublishing();
-    counts_.assign(o_.scenario == "groupchat"    ? o_.groups
-                   : o_.scenario == "singlecast" ? loggedIn_
-                                                 : 1,
-                   0);
+    counts_.assign(chatsInGroups() ? o_.groups : o_.scenario == "singlecast" ? loggedIn_ : 1, 0);
     if (loggedIn_ == 0) return endPublishing();
-    totalRate_ = o_.scenario == "groupchat" ? o_.rate * o_.groups : o_.rate;
+    totalRate_ = chatsInGroups() ? o_.rate * o_.groups : o_.rate;
+    if (o_.scenario == "mix") totalRate_ += o_.broadcastRate;
     phase_ = Phase::Publishing;
     publishStartNs_ = monoNs();
     printf("bizsim: publishing start: %s, %.1f messages/s in total, %zu bytes, %.1f s\n",
@@ -336,8 +344,26 @@ class BizSim {
     int64_t now = monoNs();
     double elapsed = double(now - publishStartNs_) / 1e9;
     bool last = elapsed >= o_.durationS;
-    uint64_t due = uint64_t(std::floor(std::min(elapsed, o_.durationS) * totalRate_));
-    while (published_ < due) publishOne(published_);
+    double t = std::min(elapsed, o_.durationS);
+    if (o_.scenario == "mix") {
+      // Two streams, each paced on its own; whichever is due first goes first.
+      double groupRate = o_.rate * o_.groups;
+      uint64_t dueGroup = uint64_t(std::floor(t * groupRate));
+      uint64_t dueBroadcast = uint64_t(std::floor(t * o_.broadcastRate));
+      while (groupPublished_ < dueGroup || broadcasts_ < dueBroadcast) {
+        double nextGroup =
+            groupPublished_ < dueGroup ? double(groupPublished_ + 1) / groupRate : 1e300;
+        double nextBroadcast =
+            broadcasts_ < dueBroadcast ? double(broadcasts_ + 1) / o_.broadcastRate : 1e300;
+        if (nextGroup <= nextBroadcast)
+          publishOne(groupPublished_++);
+        else
+          publishBroadcast();
+      }
+    } else {
+      uint64_t due = uint64_t(std::floor(t * totalRate_));
+      while (published_ < due) publishOne(published_);
+    }
     for (auto& t : tasks_) t->flush();
     maxBacklog_ = std::max(maxBacklog_, backlog());
     if (backlog() > (512u << 20))
@@ -345,20 +371,34 @@ class BizSim {
     if (last) endPublishing();
   }
 
+  // The i-th message of the group/broadcast/singlecast stream; seq numbers every message of the
+  // run (all streams) from 1.
   void publishOne(uint64_t i) {
-    uint64_t seq = i + 1;
     uint32_t slot = uint32_t(i % counts_.size());
     ++counts_[slot];
-    ++published_;
+    uint64_t seq = ++published_;
     Header h{kKindData, monoNs(), seq, o_.scenario == "singlecast" ? slot : groupOf(slot)};
     encodePayload(payload_, h, o_.size);
     sendTo(slot, payload_);
   }
 
-  // Sends `data` to a group (groupchat), everyone (broadcast) or one client (singlecast).
+  void publishBroadcast() {
+    ++broadcasts_;
+    Header h{kKindData, monoNs(), ++published_, kAllClients};
+    encodePayload(payload_, h, o_.broadcastSize);
+    broadcast(payload_);
+  }
+
+  void broadcast(const std::string& data) {
+    netsvr::broadcast::Broadcast m;
+    m.set_data(data);
+    tasks_[0]->send(cmd::Broadcast, serialize(m));
+  }
+
+  // Sends `data` to a group (groupchat, mix), everyone (broadcast) or one client (singlecast).
   void sendTo(uint32_t slot, const std::string& data) {
     BizLink& link = *tasks_[slot % tasks_.size()];
-    if (o_.scenario == "groupchat") {
+    if (chatsInGroups()) {
       netsvr::topicPublish::TopicPublish m;
       m.add_topics("g" + std::to_string(slot));
       m.set_data(data);
@@ -380,10 +420,15 @@ class BizSim {
     publishEndNs_ = monoNs();
     if (publishStartNs_ == 0) publishStartNs_ = publishEndNs_;  // nothing was published (idle)
     for (uint32_t slot = 0; slot < counts_.size(); ++slot) {
-      Header h{kKindEnd, monoNs(), counts_[slot],
+      Header h{o_.scenario == "mix" ? kKindGroupEnd : kKindEnd, monoNs(), counts_[slot],
                o_.scenario == "singlecast" ? slot : groupOf(slot)};
       encodePayload(payload_, h, 0);
       sendTo(slot, payload_);
+    }
+    if (o_.scenario == "mix") {  // after the groups' markers: the client's last message
+      Header h{kKindEnd, monoNs(), broadcasts_, kAllClients};
+      encodePayload(payload_, h, 0);
+      broadcast(payload_);
     }
     for (auto& t : tasks_) t->flush();
     endSentNs_ = monoNs();
@@ -489,6 +534,7 @@ class BizSim {
   int exitCode_ = 0;
   int64_t startNs_ = 0, lastOpenNs_ = 0, publishStartNs_ = 0, publishEndNs_ = 0, endSentNs_ = 0,
           doneNs_ = 0;
+  uint64_t groupPublished_ = 0, broadcasts_ = 0;  // mix: messages of each stream so far
   uint64_t ticks_ = 0, closes_ = 0, transfers_ = 0, published_ = 0, barrierCount_ = 0,
            barrierTopics_ = 0;
   uint32_t loggedIn_ = 0, lateOpens_ = 0;
@@ -504,17 +550,23 @@ int main(int argc, char** argv) {
   app.add_option("--worker", o.worker, "gateway worker port host:port")
       ->default_val("127.0.0.1:6061");
   app.add_option("--task", o.task, "gateway task port host:port")->default_val("127.0.0.1:6062");
-  app.add_option("--scenario", o.scenario, "idle|groupchat|broadcast|singlecast")
-      ->check(CLI::IsMember({"idle", "groupchat", "broadcast", "singlecast"}))
+  app.add_option("--scenario", o.scenario, "idle|groupchat|broadcast|singlecast|mix")
+      ->check(CLI::IsMember({"idle", "groupchat", "broadcast", "singlecast", "mix"}))
       ->default_val("idle");
   app.add_option("--clients", o.clients,
                  "start publishing once this many clients are logged in; 0 = when --settle passes")
       ->default_val(0);
-  app.add_option("--groups", o.groups, "groupchat: number of groups (topics g0..g<N-1>)")
+  app.add_option("--groups", o.groups, "groupchat, mix: number of groups (topics g0..g<N-1>)")
       ->default_val(50)
       ->check(CLI::PositiveNumber);
-  app.add_option("--rate", o.rate,
-                 "groupchat: messages/s per group; broadcast: broadcasts/s; singlecast: messages/s")
+  app.add_option("--group-size", o.groupSize, "mix: members per group (the first clients)")
+      ->default_val(50);
+  app.add_option("--broadcast-rate", o.broadcastRate, "mix: broadcasts/s")->default_val(10);
+  app.add_option("--broadcast-size", o.broadcastSize, "mix: broadcast payload bytes")
+      ->default_val(1024);
+  app.add_option(
+         "--rate", o.rate,
+         "groupchat, mix: messages/s per group; broadcast: broadcasts/s; singlecast: messages/s")
       ->default_val(1);
   app.add_option("--size", o.size, "payload bytes (at least 41)")->default_val(64);
   app.add_option("--session-bytes", o.sessionBytes, "session string stored per client at login")

@@ -75,6 +75,8 @@ Totals collect(SharedArea& sh, bool withGroups) {
                        &t.s.outOfOrder,      &t.s.foreign,        &t.s.sendFailed,
                        &t.s.latSumUs,        &t.s.finished};
     for (size_t i = 0; i < std::size(src); ++i) *dst[i] += rd(*src[i]);
+    t.s.allReceived += rd(s.allReceived);
+    t.s.allTotal = std::max(t.s.allTotal, rd(s.allTotal));
     t.s.latMaxUs = std::max(t.s.latMaxUs, rd(s.latMaxUs));
     t.s.firstOpenNs = minNonZero(t.s.firstOpenNs, rd(s.firstOpenNs));
     t.s.firstRxNs = minNonZero(t.s.firstRxNs, rd(s.firstRxNs));
@@ -85,6 +87,15 @@ Totals collect(SharedArea& sh, bool withGroups) {
     for (int b = 0; b < kHistBuckets; ++b) t.hist[size_t(b)] += rd(s.hist[b]);
   }
   if (!withGroups) return t;
+  if (t.s.allTotal > 0 || t.s.allReceived > 0) {  // messages for every client (mix broadcasts)
+    uint64_t exp = t.s.allTotal > 0 ? t.s.welcomed * (t.s.allTotal - 1) : 0;
+    t.expected += exp;
+    t.receivedCounted += t.s.allReceived;
+    if (t.s.allReceived < exp)
+      t.lost += exp - t.s.allReceived;
+    else
+      t.extra += t.s.allReceived - exp;
+  }
   uint64_t* totals = sh.groupTotal();
   for (size_t g = 0; g < sh.groups(); ++g) {
     uint64_t conns = 0, recv = 0;
@@ -183,8 +194,9 @@ int main(int argc, char** argv) {
       ->default_val(30);
   app.add_option("--heartbeat-message", o.client.heartbeat, "heartbeat text")
       ->default_val("~6YOt5rW35piO~");
-  app.add_option("--scenario", o.scenario, "what bizsim does: idle|groupchat|broadcast|singlecast")
-      ->check(CLI::IsMember({"idle", "groupchat", "broadcast", "singlecast"}))
+  app.add_option("--scenario", o.scenario,
+                 "what bizsim does: idle|groupchat|broadcast|singlecast|mix")
+      ->check(CLI::IsMember({"idle", "groupchat", "broadcast", "singlecast", "mix"}))
       ->default_val("idle");
   app.add_option("--login-wait", o.loginWaitS,
                  "idle: seconds to wait for every client's welcome (bizsim's login) before the "

@@ -74,9 +74,10 @@ class ClientProcess : public WsHandler {
     int64_t now = monoNs();
     Header h;
     if (!decodePayload(data, h)) return bump(stats_.foreign);
-    if (h.group >= shared_.groups()) return bump(stats_.foreign);
+    const bool forAll = h.group == kAllClients;
+    if (h.group >= shared_.groups() && !forAll) return bump(stats_.foreign);
     if (h.kind == kKindWelcome) {
-      if (cl.group < 0) {
+      if (cl.group < 0 && !forAll) {
         cl.group = h.group;
         bump(groupConns_[h.group]);
       }
@@ -84,12 +85,19 @@ class ClientProcess : public WsHandler {
       st(stats_.lastWelcomeNs, uint64_t(now));
       return;
     }
-    if (cl.group < 0) {  // data before the welcome: take the group from the message
+    if (cl.group < 0 && !forAll) {  // data before the welcome: take the group from the message
       cl.group = h.group;
       bump(groupConns_[h.group]);
     }
+    if (h.kind == kKindGroupEnd) {
+      if (!forAll) st(groupTotal_[h.group], h.seq + 1);
+      return;
+    }
     if (h.kind == kKindEnd) {
-      st(groupTotal_[h.group], h.seq + 1);
+      if (forAll)
+        st(stats_.allTotal, h.seq + 1);
+      else
+        st(groupTotal_[h.group], h.seq + 1);
       if (!cl.ended) {
         cl.ended = true;
         bump(stats_.ends);
@@ -105,7 +113,10 @@ class ClientProcess : public WsHandler {
     if (rd(stats_.received) == 0) st(stats_.firstRxNs, uint64_t(now));
     bump(stats_.received);
     st(stats_.lastRxNs, uint64_t(now));
-    bump(groupRecv_[cl.group]);
+    if (forAll)
+      bump(stats_.allReceived);
+    else if (cl.group >= 0)
+      bump(groupRecv_[cl.group]);
     if (h.seq <= cl.lastSeq)
       bump(stats_.outOfOrder);
     else

@@ -42,12 +42,14 @@ struct alignas(64) ProcStats {
   uint64_t closedByServer = 0;  // Close frame from the gateway before we asked
   uint64_t reset = 0;           // dropped without a Close frame, before we asked
   uint64_t protocolErrors = 0;
-  uint64_t welcomed = 0;    // 'W' received: bizsim logged the client in
-  uint64_t received = 0;    // 'M' messages
-  uint64_t ends = 0;        // clients that received their group's 'E'
-  uint64_t settled = 0;     // opened clients with an 'E', or closed before getting one
-  uint64_t outOfOrder = 0;  // 'M' with seq <= the last seq this client saw
-  uint64_t foreign = 0;     // messages that are not ours (or a group out of range)
+  uint64_t welcomed = 0;     // 'W' received: bizsim logged the client in
+  uint64_t received = 0;     // 'M' messages
+  uint64_t ends = 0;         // clients that received their group's 'E'
+  uint64_t allReceived = 0;  // 'M' messages for every client (group kAllClients, mix broadcasts)
+  uint64_t allTotal = 0;     // 1 + the count of the 'E' with group kAllClients, once seen
+  uint64_t settled = 0;      // opened clients with an 'E', or closed before getting one
+  uint64_t outOfOrder = 0;   // 'M' with seq <= the last seq this client saw
+  uint64_t foreign = 0;      // messages that are not ours (or a group out of range)
   uint64_t sendFailed = 0;
   uint64_t firstOpenNs = 0, lastOpenNs = 0, lastWelcomeNs = 0, firstRxNs = 0, lastRxNs = 0;
   uint64_t latSumUs = 0, latMaxUs = 0;

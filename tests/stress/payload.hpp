@@ -3,12 +3,15 @@
 // ASCII (valid UTF-8, so it travels in text frames, Customer.SendMessageType = 1):
 //
 //   offset size  field
-//   0      1     kind: 'M' data message, 'E' end marker of a group, 'W' welcome (login done)
+//   0      1     kind: 'M' data message, 'E' end marker of a group, 'W' welcome (login done),
+//                'G' end marker of a group that is not the client's last (mix: its 'E' comes
+//                by Broadcast with group kAllClients and the broadcast count)
 //   1      16    timestamp: hex of the 8-byte CLOCK_MONOTONIC time in ns when bizsim sent it
 //   17     16    seq: hex; 'M': message number (1, 2, ... over all groups, unique per run);
 //                'E': number of 'M' messages bizsim sent to this group; 'W': 0
 //   33     8     group: hex; the group the receiving client belongs to (groupchat: its topic
-//                g<k>; broadcast: 0; singlecast: the client's own number)
+//                g<k>; broadcast: 0; singlecast: the client's own number); kAllClients: a
+//                message for every client (mix: broadcasts; a welcome: the client is in no group)
 //   41     ...   padding up to the configured size (a welcome carries the client's uniqId)
 //
 // CLOCK_MONOTONIC is shared by every process of the machine, and all the tools of a run are on
@@ -26,6 +29,8 @@ inline constexpr size_t kHeaderSize = 41;
 inline constexpr char kKindData = 'M';
 inline constexpr char kKindEnd = 'E';
 inline constexpr char kKindWelcome = 'W';
+inline constexpr char kKindGroupEnd = 'G';
+inline constexpr uint32_t kAllClients = 0xffffffff;
 
 inline int64_t monoNs() {
   timespec ts;
@@ -82,7 +87,9 @@ inline void encodePayload(std::string& out, const Header& h, size_t size,
 inline bool decodePayload(std::string_view data, Header& h) {
   if (data.size() < kHeaderSize) return false;
   h.kind = data[0];
-  if (h.kind != kKindData && h.kind != kKindEnd && h.kind != kKindWelcome) return false;
+  if (h.kind != kKindData && h.kind != kKindEnd && h.kind != kKindWelcome &&
+      h.kind != kKindGroupEnd)
+    return false;
   uint64_t ts, seq, group;
   if (!detail::getHex(&data[1], 16, ts) || !detail::getHex(&data[17], 16, seq) ||
       !detail::getHex(&data[33], 8, group))

@@ -86,8 +86,10 @@ def proc_status_kib(pid: int, key: str) -> int:
 class Gateway:
     """One gateway in `workdir` with Workers=`workers`, free ports and optional overrides."""
 
-    def __init__(self, binary: str, workdir: Path, workers: int = 2, overrides: Optional[dict] = None):
+    def __init__(self, binary: str, workdir: Path, workers: int = 2, overrides: Optional[dict] = None,
+                 env: Optional[dict] = None):
         self.binary = binary
+        self.env = {**os.environ, **env} if env else None
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.customer_port, self.worker_port, self.task_port = free_ports(3)
@@ -142,7 +144,7 @@ class Gateway:
         self._out = open(self.dir / "netsvr.out", "ab")
         self.proc = subprocess.Popen([self.binary, "start", "-c", str(self.config_path)], cwd=self.dir,
                                      stdin=subprocess.DEVNULL, stdout=self._out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, env=self.env)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:

@@ -102,6 +102,23 @@ def test_singlecast(binaries, gateway, tmp_path):
     assert lg["groups_seen"] == CLIENTS
 
 
+def test_mix(binaries, gateway, tmp_path):
+    """Group chat for the first 4 x 25 clients plus a broadcast to all 200: two streams counted
+    separately (losses of either would show), one sequence, order kept per client."""
+    lg, biz = run_pair(binaries, gateway, tmp_path, "mix",
+                       ["--groups", "4", "--group-size", "25", "--rate", "20", "--size", "100",
+                        "--broadcast-rate", "10", "--broadcast-size", "1024", "--duration", "2"],
+                       ["--duration", "30"])
+    check_common(lg, biz)
+    assert biz["barrier_count"] == 100 and biz["barrier_topics"] == 4
+    # 4 groups x 20/s x 2 s = 160 group messages, 10/s x 2 s = 20 broadcasts
+    assert biz["published"] == 180 and biz["per_target_min"] == biz["per_target_max"] == 40
+    assert lg["groups_seen"] == 4
+    assert lg["expected"] == 160 * 25 + 20 * CLIENTS
+    assert lg["fanout_ms"]["messages"] == 180
+    assert biz["gateway_metrics_delta"]["frames_sent"] >= lg["expected"]
+
+
 def test_idle_without_business(binaries, gateway, tmp_path):
     """Plain connections: the gateway holds them all, then they close cleanly."""
     report = tmp_path / "idle.json"
