@@ -500,19 +500,19 @@ void WsServer::onFlush(uv_check_t* handle) {
 }
 
 void WsServer::flushDirty() {
-  std::vector<Conn*> batch;
-  batch.swap(dirty_);
-  uv_check_stop(flushCheck_);
-  for (Conn* conn : batch) {
-    if (!conn) continue;  // freed since it was queued
+  // By index over dirty_ itself: freeConn() clears the entry of a connection freed meanwhile, and
+  // a delivery made during the flush is appended and written in this same pass.
+  for (size_t i = 0; i < dirty_.size(); ++i) {
+    Conn* conn = dirty_[i];
+    if (!conn) continue;
+    dirty_[i] = nullptr;
     conn->flags &= uint8_t(~Conn::FlushDue);
     // Closing: closePolitely() asked for POLLOUT, onWritable() sends the rest and the close.
     if (conn->phase != Conn::Open) continue;
-    if (writeQueued(*conn) < 0)
-      lws_set_timeout(conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    if (writeQueued(*conn) < 0) lws_set_timeout(conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
   }
-  batch.clear();
-  if (dirty_.empty()) dirty_.swap(batch);  // keep the capacity for the next iteration
+  dirty_.clear();
+  uv_check_stop(flushCheck_);
 }
 
 int WsServer::writeQueued(Conn& conn) {

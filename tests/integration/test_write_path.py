@@ -1,0 +1,66 @@
+"""Write path (docs/PERFORMANCE.md): the frames a worker delivers to one client in one loop
+iteration leave in one TCP segment (write batching, corked), and a frame larger than lws's
+512-byte receive buffer leaves in one send (lws would otherwise cap a send at that size and send
+the rest a loop turn later). Observed from the client: how many TCP segments carrying data its
+socket received (TCP_INFO tcpi_data_segs_in), one per send(2) of the gateway on loopback."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import netsvr_harness as h
+from netsvr_harness import Cmd, pb
+from test_commands_common import CMD
+from test_policies import RawWsClient, parse_frames
+
+
+def _client_and_task(gateway_factory):
+    gw = gateway_factory({"Workers": 1})
+    biz = gw.business(events=1)
+    client = RawWsClient(gw.customer_port, "/netsvr", rcvbuf=1 << 20)
+    uniq_id = biz.recv_msg(Cmd.ConnOpen, pb.ConnOpen).uniqId
+    task = gw.task()
+    task.request(CMD.UniqIdCount, b"", pb.UniqIdCountResp)  # the task link is served
+    return client, uniq_id, task
+
+
+def _data_segments_in(sock: socket.socket) -> int:
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return struct.unpack_from("=I", info, 152)[0]  # struct tcp_info.tcpi_data_segs_in (Linux >= 4.6)
+
+
+def _read_exactly(sock: socket.socket, n: int, timeout: float = 5.0) -> bytes:
+    deadline = time.monotonic() + timeout
+    data = b""
+    while len(data) < n:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        chunk = sock.recv(n - len(data))
+        assert chunk, f"closed after {len(data)} of {n} bytes"
+        data += chunk
+    return data
+
+
+def test_frames_of_one_iteration_arrive_together(gateway_factory):
+    client, uniq_id, task = _client_and_task(gateway_factory)
+    before = _data_segments_in(client.sock)
+    # three commands in one TCP write: the worker reads them in one go
+    task.send_raw(b"".join(
+        h.BusinessLink.frame(CMD.SingleCast, pb.SingleCast(uniqId=uniq_id, data=f"m{i}".encode())
+                             .SerializeToString()) for i in range(3)))
+    data = _read_exactly(client.sock, 3 * 4)
+    assert [p for _, p in parse_frames(data)] == [b"m0", b"m1", b"m2"], data
+    assert _data_segments_in(client.sock) - before == 1
+    client.close()
+
+
+def test_large_frame_leaves_in_one_send(gateway_factory):
+    client, uniq_id, task = _client_and_task(gateway_factory)
+    payload = b"x" * 4000
+    before = _data_segments_in(client.sock)
+    task.send(CMD.SingleCast, pb.SingleCast(uniqId=uniq_id, data=payload))
+    data = _read_exactly(client.sock, 4 + len(payload))
+    assert parse_frames(data) == [(1, payload)]
+    assert _data_segments_in(client.sock) - before == 1
+    client.close()
