@@ -509,7 +509,8 @@ void WsServer::flushDirty() {
     conn->flags &= uint8_t(~Conn::FlushDue);
     // Closing: closePolitely() asked for POLLOUT, onWritable() sends the rest and the close.
     if (conn->phase != Conn::Open) continue;
-    if (writeQueued(*conn) < 0) lws_set_timeout(conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    if (writeQueued(*conn) < 0)
+      lws_set_timeout(conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
   }
   dirty_.clear();
   uv_check_stop(flushCheck_);
