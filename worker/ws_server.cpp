@@ -41,6 +41,9 @@ constexpr size_t kRxBufferSize = 512;
 // epoll_ctl calls and a loop turn of latency per 1 KiB message. The kernel takes what fits in
 // the socket buffer; lws keeps only an unsent rest.
 constexpr size_t kTxPacketSize = 1 << 20;
+// Bytes a connection's batch may hold before it is written without waiting for the end of the
+// loop iteration: several segments' worth, far below Customer.SendQueueLimit's default 1 MiB.
+constexpr uint32_t kBatchFlushBytes = 64 * 1024;
 constexpr int kCloseGraceSeconds = 2;  // §6.8: TCP force-closed 2 s after our close frame
 // lws 4.1 keeps LWS_WRITE_CLOSE (4, between HTTP and PING) in its private headers.
 constexpr auto kWriteClose = lws_write_protocol(4);
@@ -483,7 +486,14 @@ void WsServer::deliver(Conn& conn, OutMessage* message) {
     conn.outHead = node;
   conn.outTail = node;
   conn.queuedBytes += message->size;
-  // A non-empty queue is already due: in this iteration's batch or waiting for POLLOUT.
+  if (conn.flags & Conn::FlushDue) {
+    // A burst to one client: hand it to the kernel now rather than holding it all until the end
+    // of the iteration (it counts against SendQueueLimit while it waits here).
+    if (conn.queuedBytes >= kBatchFlushBytes && writeQueued(conn) < 0)
+      lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    return;
+  }
+  // A non-empty queue that is not in this iteration's batch waits for POLLOUT.
   if (!wasEmpty) return;
   if (!idle) {
     lws_callback_on_writable(conn.wsi);
