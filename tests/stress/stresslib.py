@@ -277,6 +277,21 @@ class Tool:
         self._thread = threading.Thread(target=self._pump, daemon=True)
         self._thread.start()
 
+    def cpu(self) -> tuple[float, float]:
+        """Summed (user, system) CPU seconds of the tool and its child processes (loadgen forks)."""
+        u = s = 0.0
+        todo = [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            with contextlib.suppress(OSError, ValueError):
+                pu, ps = proc_cpu(pid)
+                u += pu
+                s += ps
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{task}/children") as f:
+                        todo += [int(c) for c in f.read().split()]
+        return u, s
+
     def on_line(self, pattern: str, fn) -> None:
         """Call fn(line) right when a line matching `pattern` arrives (from the reader thread)."""
         with self._cond:
