@@ -184,6 +184,9 @@ void WsServer::start() {
   flushCheck_ = new uv_check_t;
   flushCheck_->data = this;
   uv_check_init(worker_.loop, flushCheck_);
+  flushPrepare_ = new uv_prepare_t;
+  flushPrepare_->data = this;
+  uv_prepare_init(worker_.loop, flushPrepare_);
   const char* batching = getenv("NETSVR_WRITE_BATCHING");
   batchWrites_ = !(batching && strcmp(batching, "0") == 0);
 }
@@ -474,7 +477,7 @@ void WsServer::deliver(Conn& conn, OutMessage* message) {
     // Nothing waits: write now. One send(2) instead of arming POLLOUT, waking up and disarming
     // it (two epoll_ctl calls and a loop turn); lws keeps any unsent rest and finishes it itself.
     if (lws_write(conn.wsi, message->payload(), message->size, lws_write_protocol(sendType_)) < 0)
-      lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+      writeFailed(conn);
     return;
   }
   auto* node = new Conn::OutNode{message, nullptr};
@@ -488,9 +491,9 @@ void WsServer::deliver(Conn& conn, OutMessage* message) {
   conn.queuedBytes += message->size;
   if (conn.flags & Conn::FlushDue) {
     // A burst to one client: hand it to the kernel now rather than holding it all until the end
-    // of the iteration (it counts against SendQueueLimit while it waits here).
-    if (conn.queuedBytes >= kBatchFlushBytes && writeQueued(conn) < 0)
-      lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    // of the iteration (it counts against SendQueueLimit while it waits here). With an unsent
+    // rest inside lws, POLLOUT is already asked for.
+    if (conn.queuedBytes >= kBatchFlushBytes && !lws_partial_buffered(conn.wsi)) writeQueued(conn);
     return;
   }
   // A non-empty queue that is not in this iteration's batch waits for POLLOUT.
@@ -501,17 +504,21 @@ void WsServer::deliver(Conn& conn, OutMessage* message) {
   }
   conn.flags |= Conn::FlushDue;
   conn.dirtyIndex = uint32_t(dirty_.size());
-  if (dirty_.empty()) uv_check_start(flushCheck_, onFlush);
+  if (dirty_.empty()) {
+    // Deliveries made by I/O callbacks are written by the check handle right after them; those
+    // made by timer callbacks (a resumed task link, an HTTP callback's answer) by the prepare
+    // handle, before the loop blocks in poll (an active check handle does not keep poll short).
+    uv_check_start(flushCheck_,
+                   [](uv_check_t* h) { static_cast<WsServer*>(h->data)->flushDirty(); });
+    uv_prepare_start(flushPrepare_,
+                     [](uv_prepare_t* h) { static_cast<WsServer*>(h->data)->flushDirty(); });
+  }
   dirty_.push_back(&conn);
 }
 
-void WsServer::onFlush(uv_check_t* handle) {
-  static_cast<WsServer*>(handle->data)->flushDirty();
-}
-
 void WsServer::flushDirty() {
-  // By index over dirty_ itself: freeConn() clears the entry of a connection freed meanwhile, and
-  // a delivery made during the flush is appended and written in this same pass.
+  // By index over dirty_ itself: freeConn() clears the entry of a connection freed meanwhile.
+  // Writing never frees a connection nor delivers (a failure only schedules the kill).
   for (size_t i = 0; i < dirty_.size(); ++i) {
     Conn* conn = dirty_[i];
     if (!conn) continue;
@@ -519,11 +526,18 @@ void WsServer::flushDirty() {
     conn->flags &= uint8_t(~Conn::FlushDue);
     // Closing: closePolitely() asked for POLLOUT, onWritable() sends the rest and the close.
     if (conn->phase != Conn::Open) continue;
-    if (writeQueued(*conn) < 0)
-      lws_set_timeout(conn->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    writeQueued(*conn);
   }
   dirty_.clear();
   uv_check_stop(flushCheck_);
+  uv_prepare_stop(flushPrepare_);
+}
+
+// lws marked the socket unusable: write nothing more to it (Closing keeps deliver(), the flush
+// and the sweep away) and let lws close it from its own loop turn.
+void WsServer::writeFailed(Conn& conn) {
+  conn.phase = Conn::Closing;
+  lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
 int WsServer::writeQueued(Conn& conn) {
@@ -555,7 +569,10 @@ int WsServer::writeQueued(Conn& conn) {
     int off = 0;
     setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof off);
   }
-  if (rc < 0) return -1;
+  if (rc < 0) {
+    writeFailed(conn);
+    return -1;
+  }
   if (conn.outHead) lws_callback_on_writable(conn.wsi);
   return 0;
 }
@@ -664,6 +681,11 @@ void WsServer::checkStopped() {
     uv_close(reinterpret_cast<uv_handle_t*>(flushCheck_),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_check_t*>(h); });
     flushCheck_ = nullptr;
+  }
+  if (flushPrepare_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(flushPrepare_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_prepare_t*>(h); });
+    flushPrepare_ = nullptr;
   }
   auto done = stopDone_;
   stopDone_ = nullptr;

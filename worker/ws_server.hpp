@@ -124,8 +124,8 @@ class WsServer {
   // Writes queued frames until the queue is empty or the socket takes no more (then asks lws for
   // POLLOUT); several frames go out corked, as one TCP segment where they fit. -1: write failed.
   int writeQueued(Conn& conn);
-  static void onFlush(uv_check_t* handle);
   void flushDirty();
+  void writeFailed(Conn& conn);
   void freeConn(Conn* conn);
   void checkStopped();
 
@@ -136,9 +136,11 @@ class WsServer {
   std::vector<uv_poll_t*> acceptPolls_;
   uv_timer_t* sweepTimer_ = nullptr;
   // Write batching: deliveries of one loop iteration are queued and written after its I/O
-  // callbacks (uv_check), so a connection that gets several frames in one iteration gets them in
-  // one send. NETSVR_WRITE_BATCHING=0 turns it off (benchmark comparison).
+  // callbacks (uv_check) or, for those made by timers, before the loop polls (uv_prepare), so a
+  // connection that gets several frames in one iteration gets them in one send.
+  // NETSVR_WRITE_BATCHING=0 turns it off (benchmark comparison).
   uv_check_t* flushCheck_ = nullptr;
+  uv_prepare_t* flushPrepare_ = nullptr;
   std::vector<Conn*> dirty_;  // connections with frames to write at the end of this iteration
   bool batchWrites_ = true;
   Conn* head_ = nullptr;

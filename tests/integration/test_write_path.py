@@ -12,7 +12,7 @@ import time
 
 import netsvr_harness as h
 from netsvr_harness import Cmd, pb
-from test_commands_common import CMD
+from test_commands_common import CMD, connect_task
 from test_policies import RawWsClient, parse_frames
 
 
@@ -64,3 +64,30 @@ def test_large_frame_leaves_in_one_send(gateway_factory):
     assert parse_frames(data) == [(1, payload)]
     assert _data_segments_in(client.sock) - before == 1
     client.close()
+
+
+def test_frames_delivered_from_a_timer_leave_before_the_loop_blocks(gateway_factory, ws):
+    """A task link that waited for another worker's acknowledgement (TopicDelete) resumes from a
+    timer callback; the frames it then delivers must be written before the loop blocks in poll,
+    not when the next unrelated timer (the sweep, once a second here) wakes it up."""
+    gw = gateway_factory({"Workers": 2, "Customer": {"HandshakeTimeout": "10s"}})  # sweep: 1 s
+    biz = gw.business(events=1)
+    clients = h.open_spread(gw, ws, biz, min_total=2)
+    task, slot = connect_task(gw)
+    here = next(c for c in clients if c.slot == slot)
+    there = next(c for c in clients if c.slot != slot)
+    worst = 0.0
+    for i in range(8):
+        for c in (here, there):
+            task.send(CMD.TopicSubscribe, pb.TopicSubscribe(uniqId=c.uniq_id, topics=[f"t{i}"]))
+        task.request(CMD.TopicUniqIdCount, pb.TopicUniqIdCountReq(topics=[f"t{i}"]), pb.TopicUniqIdCountResp)
+        started = time.monotonic()
+        task.send_raw(b"".join([
+            h.BusinessLink.frame(CMD.TopicDelete, pb.TopicDelete(topics=[f"t{i}"]).SerializeToString()),
+            h.BusinessLink.frame(CMD.SingleCast, pb.SingleCast(uniqId=here.uniq_id, data=f"m{i}".encode())
+                                 .SerializeToString()),
+        ]))
+        assert here.recv() == f"m{i}"
+        worst = max(worst, time.monotonic() - started)
+    # one stalled round would take until the next sweep: ~1 s (a round takes ~1 ms otherwise)
+    assert worst < 0.45, f"slowest round {worst * 1000:.0f} ms"
