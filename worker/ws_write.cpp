@@ -1,0 +1,189 @@
+// The write path of a worker's websocket side: shared messages, the per-connection queue, write
+// batching per loop iteration (docs/DESIGN.md "Writing to clients") and the close frame.
+#include <libwebsockets.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "worker/worker.hpp"
+#include "worker/ws_server.hpp"
+
+namespace netsvr {
+
+const size_t OutMessage::kHeadroom = LWS_PRE;
+
+namespace {
+
+// Bytes a connection's batch may hold before it is written without waiting for the end of the
+// loop iteration: several segments' worth, far below Customer.SendQueueLimit's default 1 MiB.
+constexpr uint32_t kBatchFlushBytes = 64 * 1024;
+constexpr int kCloseGraceSeconds = 2;  // §6.8: TCP force-closed 2 s after our close frame
+// lws 4.1 keeps LWS_WRITE_CLOSE (4, between HTTP and PING) in its private headers.
+constexpr auto kWriteClose = lws_write_protocol(4);
+
+}  // namespace
+
+OutMessage* OutMessage::make(std::string_view payload, bool isClose) {
+  void* mem = malloc(sizeof(OutMessage) + kHeadroom + payload.size());
+  if (!mem) throw std::bad_alloc();
+  auto* m = static_cast<OutMessage*>(mem);
+  m->refs = 1;
+  m->size = uint32_t(payload.size());
+  m->isClose = isClose;
+  if (!payload.empty()) memcpy(m->payload(), payload.data(), payload.size());
+  return m;
+}
+
+void OutMessage::release() {
+  if (--refs == 0) free(this);
+}
+
+void WsServer::deliver(Conn& conn, OutMessage* message) {
+  if (conn.phase != Conn::Open) return;
+  size_t frame = message->size + (message->size < 126 ? 2 : message->size < 65536 ? 4 : 10);
+  if (conn.queuedBytes + message->size > uint64_t(worker_.config.customer.sendQueueLimit)) {
+    worker_.mark(11);
+    worker_.mark(12, int64_t(frame));
+    closePolitely(conn, 1008, "send queue full");
+    return;
+  }
+  worker_.mark(6);
+  worker_.mark(7, int64_t(frame));
+  bool idle = !conn.outHead && !lws_partial_buffered(conn.wsi);
+  if (idle && !batchWrites_) {
+    // Nothing waits: write now. One send(2) instead of arming POLLOUT, waking up and disarming
+    // it (two epoll_ctl calls and a loop turn); lws keeps any unsent rest and finishes it itself.
+    if (lws_write(conn.wsi, message->payload(), message->size, lws_write_protocol(sendType_)) < 0)
+      writeFailed(conn);
+    return;
+  }
+  auto* node = new Conn::OutNode{message, nullptr};
+  ++message->refs;
+  bool wasEmpty = !conn.outHead;
+  if (conn.outTail)
+    conn.outTail->next = node;
+  else
+    conn.outHead = node;
+  conn.outTail = node;
+  conn.queuedBytes += message->size;
+  if (conn.flags & Conn::FlushDue) {
+    // A burst to one client: hand it to the kernel now rather than holding it all until the end
+    // of the iteration (it counts against SendQueueLimit while it waits here). With an unsent
+    // rest inside lws, POLLOUT is already asked for.
+    if (conn.queuedBytes >= kBatchFlushBytes && !lws_partial_buffered(conn.wsi)) writeQueued(conn);
+    return;
+  }
+  // A non-empty queue that is not in this iteration's batch waits for POLLOUT.
+  if (!wasEmpty) return;
+  if (!idle) {
+    lws_callback_on_writable(conn.wsi);
+    return;
+  }
+  conn.flags |= Conn::FlushDue;
+  conn.dirtyIndex = uint32_t(dirty_.size());
+  if (dirty_.empty()) {
+    // Deliveries made by I/O callbacks are written by the check handle right after them; those
+    // made by timer callbacks (a resumed task link, an HTTP callback's answer) by the prepare
+    // handle, before the loop blocks in poll (an active check handle does not keep poll short).
+    uv_check_start(flushCheck_,
+                   [](uv_check_t* h) { static_cast<WsServer*>(h->data)->flushDirty(); });
+    uv_prepare_start(flushPrepare_,
+                     [](uv_prepare_t* h) { static_cast<WsServer*>(h->data)->flushDirty(); });
+  }
+  dirty_.push_back(&conn);
+}
+
+void WsServer::flushDirty() {
+  // By index over dirty_ itself: freeConn() clears the entry of a connection freed meanwhile.
+  // Writing never frees a connection nor delivers (a failure only schedules the kill).
+  for (size_t i = 0; i < dirty_.size(); ++i) {
+    Conn* conn = dirty_[i];
+    if (!conn) continue;
+    dirty_[i] = nullptr;
+    conn->flags &= uint8_t(~Conn::FlushDue);
+    // Closing: closePolitely() asked for POLLOUT, onWritable() sends the rest and the close.
+    if (conn->phase != Conn::Open) continue;
+    writeQueued(*conn);
+  }
+  dirty_.clear();
+  uv_check_stop(flushCheck_);
+  uv_prepare_stop(flushPrepare_);
+}
+
+// lws marked the socket unusable: write nothing more to it (Closing keeps deliver(), the flush
+// and the sweep away) and let lws close it from its own loop turn.
+void WsServer::writeFailed(Conn& conn) {
+  conn.phase = Conn::Closing;
+  lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+int WsServer::writeQueued(Conn& conn) {
+  int fd = -1;
+  int rc = 0;
+  while (conn.outHead && !lws_partial_buffered(conn.wsi)) {
+    Conn::OutNode* node = conn.outHead;
+    if (fd < 0 && node->next && !node->message->isClose) {
+      // TCP_CORK: the kernel holds the frames until uncorked and sends them in full segments.
+      fd = int(lws_get_socket_fd(conn.wsi));
+      int on = 1;
+      if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+    }
+    conn.outHead = node->next;
+    if (!conn.outHead) conn.outTail = nullptr;
+    OutMessage* message = node->message;
+    delete node;
+    if (message->isClose) {
+      rc = lws_write(conn.wsi, message->payload(), message->size, kWriteClose);
+      conn.flags |= Conn::CloseSent;
+    } else {
+      conn.queuedBytes -= message->size;
+      rc = lws_write(conn.wsi, message->payload(), message->size, lws_write_protocol(sendType_));
+    }
+    message->release();
+    if (rc < 0) break;
+  }
+  if (fd >= 0) {
+    int off = 0;
+    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof off);
+  }
+  if (rc < 0) {
+    writeFailed(conn);
+    return -1;
+  }
+  if (conn.outHead) lws_callback_on_writable(conn.wsi);
+  return 0;
+}
+
+void WsServer::deliver(Conn& conn, std::string_view data) {
+  OutMessage* message = OutMessage::make(data);
+  deliver(conn, message);
+  message->release();
+}
+
+void WsServer::closePolitely(Conn& conn, uint16_t code, std::string_view reason) {
+  if (conn.phase == Conn::Opening) conn.phase = Conn::Open;
+  if (conn.phase != Conn::Open || !conn.wsi) return;
+  conn.phase = Conn::Closing;
+  std::string payload;
+  payload.push_back(char(code >> 8));
+  payload.push_back(char(code & 0xFF));
+  payload.append(reason.substr(0, 123));
+  auto* node = new Conn::OutNode{OutMessage::make(payload, true), nullptr};
+  if (conn.outTail)
+    conn.outTail->next = node;
+  else
+    conn.outHead = node;
+  conn.outTail = node;
+  lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, kCloseGraceSeconds);
+  lws_callback_on_writable(conn.wsi);
+}
+
+int WsServer::onWritable(Conn& conn) {
+  return writeQueued(conn);
+}
+
+}  // namespace netsvr
