@@ -24,20 +24,21 @@ static_assert(offsetof(detail::Token, len) == offsetof(lws_tokens, len));
 static_assert(sizeof(detail::Ebufs) == 2 * sizeof(lws_tokens));
 static_assert(offsetof(detail::Ebufs, out) == sizeof(lws_tokens));
 #if LWS_LIBRARY_VERSION_MAJOR != 4 || LWS_LIBRARY_VERSION_MINOR != 1
-#error "pm_deflate relies on how lws 4.1 calls extensions (docs/COMPRESSION.md): re-check before use"
+#error \
+    "pm_deflate relies on how lws 4.1 calls extensions (docs/COMPRESSION.md): re-check before use"
 #endif
 
 namespace detail {
 namespace {
 
 constexpr unsigned char kTrailer[4] = {0x00, 0x00, 0xff, 0xff};
-constexpr size_t kRxBufKeep = 64 * 1024;             // per-thread inflate output kept between calls
+constexpr size_t kRxBufKeep = 64 * 1024;  // per-thread inflate output kept between calls
 constexpr size_t kRxBufFirst = 16 * 1024;
 constexpr size_t kMaxCallOutput = 64u * 1024 * 1024;  // one call's output (lws reads <= 4 KiB)
 constexpr size_t kInflaterPoolKeep = 4;
 constexpr size_t kCacheSlots = 8;
-constexpr size_t kCacheBudget = 8u * 1024 * 1024;     // payload + deflated bytes kept per thread
-constexpr size_t kCacheEntryMax = 4u * 1024 * 1024;   // larger messages: deflated for each write
+constexpr size_t kCacheBudget = 8u * 1024 * 1024;    // payload + deflated bytes kept per thread
+constexpr size_t kCacheEntryMax = 4u * 1024 * 1024;  // larger messages: deflated for each write
 constexpr uint8_t kRsv1 = 0x40;
 
 Settings gSettings;
@@ -104,18 +105,18 @@ Engine& engine() {
 }  // namespace
 
 struct Conn {
-  z_stream* inflater = nullptr;     // only while a compressed message is being read
+  z_stream* inflater = nullptr;           // only while a compressed message is being read
   const unsigned char* rxUbuf = nullptr;  // where lws keeps control-frame payloads (learned)
-  uint64_t inflated = 0;            // bytes of the current message handed to lws so far
+  uint64_t inflated = 0;                  // bytes of the current message handed to lws so far
   RxState state = RxState::Idle;
-  bool spillPending = false;        // a bulk chunk ended its frame: lws calls once more, empty
-  bool firstFrameDone = false;      // the current message's first frame is complete
-  bool streamEnded = false;         // the client's deflate stream ended (BFINAL) in this message
-  bool clientNoCtx = false;         // the response carries client_no_context_takeover
-  bool serverNoCtxEchoed = false;   // lws echoed server_no_context_takeover
-  bool txRsv1 = false;              // the frame being written now is compressed: set RSV1
-  uint8_t serverWindowBits = 15;    // our deflate window (server_max_window_bits)
-  bool serverWindowOffered = false; // the client offered server_max_window_bits: echo it
+  bool spillPending = false;         // a bulk chunk ended its frame: lws calls once more, empty
+  bool firstFrameDone = false;       // the current message's first frame is complete
+  bool streamEnded = false;          // the client's deflate stream ended (BFINAL) in this message
+  bool clientNoCtx = false;          // the response carries client_no_context_takeover
+  bool serverNoCtxEchoed = false;    // lws echoed server_no_context_takeover
+  bool txRsv1 = false;               // the frame being written now is compressed: set RSV1
+  uint8_t serverWindowBits = 15;     // our deflate window (server_max_window_bits)
+  bool serverWindowOffered = false;  // the client offered server_max_window_bits: echo it
 };
 
 namespace {
@@ -202,7 +203,8 @@ int inflateChunk(Conn* c, Ebufs& b, bool lastChunk) {
     if (!c->inflater) return fail(c, "no memory for an inflater");
   }
   z_stream* z = c->inflater;
-  uint64_t allowed = gSettings.receiveLimit > c->inflated ? gSettings.receiveLimit - c->inflated : 0;
+  uint64_t allowed =
+      gSettings.receiveLimit > c->inflated ? gSettings.receiveLimit - c->inflated : 0;
   // One byte past the limit is produced on purpose: the protocol callback sees the message
   // grow beyond Customer.ReceivePackLimit and closes with 1009, as for an uncompressed one.
   size_t cap = allowed >= kMaxCallOutput ? kMaxCallOutput : size_t(allowed) + 1;
@@ -232,7 +234,8 @@ int inflateChunk(Conn* c, Ebufs& b, bool lastChunk) {
       overflow = true;
       break;
     }
-    if (produced == e.rxCap && !growRxBuf(produced + 1)) return fail(c, "no memory for inflated data");
+    if (produced == e.rxCap && !growRxBuf(produced + 1))
+      return fail(c, "no memory for inflated data");
     size_t room = (e.rxCap < cap ? e.rxCap : cap) - produced;
     z->next_out = e.rxBuf + produced;
     z->avail_out = uInt(room);
@@ -265,9 +268,10 @@ int inflateChunk(Conn* c, Ebufs& b, bool lastChunk) {
       giveInflater(c->inflater);
     } else if (!e.warnedContextTakeover) {
       e.warnedContextTakeover = true;
-      LOG_WARN("permessage-deflate: client_no_context_takeover was not agreed (is "
-               "LWS_CALLBACK_ADD_HEADERS forwarded to pmd::onAddHeaders?): inflate state is kept "
-               "per connection");
+      LOG_WARN(
+          "permessage-deflate: client_no_context_takeover was not agreed (is "
+          "LWS_CALLBACK_ADD_HEADERS forwarded to pmd::onAddHeaders?): inflate state is kept "
+          "per connection");
     }
     c->state = RxState::Idle;
     c->streamEnded = false;
@@ -368,8 +372,10 @@ const CacheEntry* deflateMessage(const unsigned char* src, size_t len, int wbits
     CacheEntry* oldest = nullptr;
     for (auto& ent : e.cache) {
       total += ent.bytes();
-      if (!ent.used) freeSlot = &ent;
-      else if (!oldest || ent.lastUse < oldest->lastUse) oldest = &ent;
+      if (!ent.used)
+        freeSlot = &ent;
+      else if (!oldest || ent.lastUse < oldest->lastUse)
+        oldest = &ent;
     }
     if (freeSlot && total <= kCacheBudget) {
       *freeSlot = fresh;
@@ -396,7 +402,8 @@ Conn* construct(const char* offerHeader) {
   bool found = false;
   while (pos <= all.size()) {
     size_t comma = all.find(',', pos);
-    std::string elem = all.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    std::string elem =
+        all.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     size_t semi = elem.find(';');
     if (trim(elem.substr(0, semi)) == "permessage-deflate") {
       params = semi == std::string::npos ? std::string() : elem.substr(semi + 1);
@@ -412,18 +419,24 @@ Conn* construct(const char* offerHeader) {
   size_t p = 0;
   while (p <= params.size() && !trim(params).empty()) {
     size_t semi = params.find(';', p);
-    std::string one = trim(params.substr(p, semi == std::string::npos ? std::string::npos : semi - p));
+    std::string one =
+        trim(params.substr(p, semi == std::string::npos ? std::string::npos : semi - p));
     if (one.empty()) return nullptr;
     size_t eq = one.find('=');
     std::string name = trim(one.substr(0, eq));
     std::string value = eq == std::string::npos ? std::string() : trim(one.substr(eq + 1));
     bool hasValue = eq != std::string::npos;
     int idx;
-    if (name == "server_no_context_takeover") idx = 0;
-    else if (name == "client_no_context_takeover") idx = 1;
-    else if (name == "server_max_window_bits") idx = 2;
-    else if (name == "client_max_window_bits") idx = 3;
-    else return nullptr;
+    if (name == "server_no_context_takeover")
+      idx = 0;
+    else if (name == "client_no_context_takeover")
+      idx = 1;
+    else if (name == "server_max_window_bits")
+      idx = 2;
+    else if (name == "client_max_window_bits")
+      idx = 3;
+    else
+      return nullptr;
     if (seen[idx]) return nullptr;
     seen[idx] = true;
     if (idx <= 1 && hasValue) return nullptr;
@@ -462,7 +475,8 @@ size_t responseAdditions(Conn* c, char* p, size_t room) {
   std::string add;
   if (!c->serverNoCtxEchoed) add += "; server_no_context_takeover";
   if (!c->clientNoCtx) add += "; client_no_context_takeover";
-  if (c->serverWindowOffered) add += "; server_max_window_bits=" + std::to_string(c->serverWindowBits);
+  if (c->serverWindowOffered)
+    add += "; server_max_window_bits=" + std::to_string(c->serverWindowBits);
   if (add.empty() || add.size() > room) return 0;
   memcpy(p, add.data(), add.size());
   c->serverNoCtxEchoed = true;
@@ -545,11 +559,12 @@ int tx(Conn* c, Ebufs& b, int wp) {
   c->txRsv1 = false;
   Engine& e = engine();
   int type = wp & 0x0f;
-  bool dataType = type == LWS_WRITE_TEXT || type == LWS_WRITE_BINARY || type == LWS_WRITE_CONTINUATION;
+  bool dataType =
+      type == LWS_WRITE_TEXT || type == LWS_WRITE_BINARY || type == LWS_WRITE_CONTINUATION;
   if (!dataType) return 0;
   // Only whole messages are compressed; fragments and small payloads go out as they are.
-  if ((type != LWS_WRITE_TEXT && type != LWS_WRITE_BINARY) || (wp & LWS_WRITE_NO_FIN) || !b.in.token ||
-      b.in.len < 0 || size_t(b.in.len) < gSettings.minCompressSize) {
+  if ((type != LWS_WRITE_TEXT && type != LWS_WRITE_BINARY) || (wp & LWS_WRITE_NO_FIN) ||
+      !b.in.token || b.in.len < 0 || size_t(b.in.len) < gSettings.minCompressSize) {
     ++e.stats.sentPlain;
     return 0;
   }
@@ -587,126 +602,23 @@ void configure(const Settings& s) {
   for (auto& ent : e.cache) ent.clear();
   e.scratch.clear();
 }
-bool clientNoContextTakeover(const Conn* c) { return c && c->clientNoCtx; }
-bool holdsInflater(const Conn* c) { return c && c->inflater; }
-void resetForTests() { engine().reset(); }
+void countOffer(bool negotiated) {
+  ++(negotiated ? engine().stats.negotiated : engine().stats.declined);
+}
+bool clientNoContextTakeover(const Conn* c) {
+  return c && c->clientNoCtx;
+}
+bool holdsInflater(const Conn* c) {
+  return c && c->inflater;
+}
+void resetForTests() {
+  engine().reset();
+}
 
 }  // namespace detail
 
-// ---- lws glue -------------------------------------------------------------------------------
-
-namespace {
-
-// Options lws may echo in the response (only argument-less ones are echoed by lws 4.1.6, and
-// only when the client offered them). The index is what LWS_EXT_CB_OPTION_SET reports.
-const lws_ext_options kOptions[] = {
-    {"server_no_context_takeover", EXTARG_NONE},
-    {"client_no_context_takeover", EXTARG_NONE},
-    {nullptr, EXTARG_NONE},
-};
-
-// Between LWS_EXT_CB_CONSTRUCT and LWS_CALLBACK_ADD_HEADERS, both inside one lws call
-// (handshake_0405), the connection whose response line we may complete.
-struct PendingHandshake {
-  lws* wsi = nullptr;
-  detail::Conn* conn = nullptr;
-};
-thread_local PendingHandshake gPending;
-
-int callback(lws_context*, const lws_extension*, lws* wsi, lws_extension_callback_reasons reason, void* user,
-             void* in, size_t len) {
-  auto* c = static_cast<detail::Conn*>(user);
-  switch (int(reason)) {
-    case LWS_EXT_CB_CONSTRUCT: {
-      char offer[512];
-      int n = lws_hdr_copy(wsi, offer, sizeof offer, WSI_TOKEN_EXTENSIONS);
-      detail::Conn* conn = n >= 0 ? detail::construct(offer) : nullptr;
-      if (!conn) {
-        ++detail::engine().stats.declined;
-        LOG_DEBUG("permessage-deflate: offer declined: %s", n >= 0 ? offer : "(too long)");
-        return -1;  // lws then leaves the extension out of the response
-      }
-      *static_cast<void**>(user) = conn;
-      if (in) *static_cast<const lws_ext_options**>(in) = kOptions;
-      gPending = {wsi, conn};
-      ++detail::engine().stats.negotiated;
-      return 0;
-    }
-    case LWS_EXT_CB_CLIENT_CONSTRUCT:
-      return -1;  // server side only
-    case LWS_EXT_CB_DESTROY:
-      if (gPending.conn == c) gPending = {};
-      detail::destroy(c);
-      return 0;
-    case LWS_EXT_CB_OPTION_SET: {
-      auto* oa = static_cast<lws_ext_option_arg*>(in);
-      if (!oa || oa->option_index < 0 || oa->option_index > 1) return -1;
-      detail::optionEchoed(c, oa->option_index);
-      return 0;  // 0: lws appends "; <name>" to the response
-    }
-    case LWS_EXT_CB_PAYLOAD_RX: {
-      if (!c || !in) return 0;
-      detail::FrameInfo f;
-      f.remaining = lws_remaining_packet_payload(wsi);
-      f.finalFragment = lws_is_final_fragment(wsi) != 0;
-      f.firstFragment = lws_is_first_fragment(wsi) != 0;
-      f.rsv = lws_get_reserved_bits(wsi);
-      return detail::rx(c, *static_cast<detail::Ebufs*>(in), f);
-    }
-    case LWS_EXT_CB_PAYLOAD_TX:
-      if (!c || !in) return 0;
-      return detail::tx(c, *static_cast<detail::Ebufs*>(in), int(len));
-    case LWS_EXT_CB_PACKET_TX_PRESEND:
-      return detail::txPresend(c, static_cast<detail::Token*>(in));
-    default:
-      return 0;
-  }
+Stats stats() {
+  return detail::engine().stats;
 }
-
-const lws_extension kExtensions[] = {
-    {"permessage-deflate", callback, "permessage-deflate; client_no_context_takeover"},
-    {nullptr, nullptr, nullptr},
-};
-
-}  // namespace
-
-const lws_extension* extensions(const Settings& settings) {
-  detail::configure(settings);
-  return settings.level == 0 ? nullptr : kExtensions;
-}
-
-void onAddHeaders(lws* wsi, void* in) {
-  if (!wsi || !in || gPending.wsi != wsi || !gPending.conn) return;
-  detail::Conn* conn = gPending.conn;
-  gPending = {};
-  auto* args = static_cast<lws_process_html_args*>(in);
-  char* p = args->p;
-  if (!p || args->max_len < 64 || p[-2] != '\r' || p[-1] != '\n') return;
-  // lws has just ended the response's last header line with CRLF. Find that line (it cannot
-  // start before the status line, which ends with CRLF as well) and check it is our extension's.
-  char* lineStart = nullptr;
-  for (char* q = p - 3; q > p - 300; --q) {
-    if (q[-1] == '\r' && q[0] == '\n') {
-      lineStart = q + 1;
-      break;
-    }
-  }
-  static const char kLine[] = "Sec-WebSocket-Extensions: permessage-deflate";
-  if (!lineStart || size_t(p - 2 - lineStart) < sizeof kLine - 1 ||
-      memcmp(lineStart, kLine, sizeof kLine - 1) != 0)
-    return;
-  char* lineEnd = p - 2;
-  char after = lineStart[sizeof kLine - 1];
-  if ((after != '\r' && after != ';') || memchr(lineStart, ',', size_t(lineEnd - lineStart))) return;
-  size_t added = detail::responseAdditions(conn, lineEnd, size_t(args->max_len) - 8);
-  if (!added) return;
-  lineEnd[added] = '\r';
-  lineEnd[added + 1] = '\n';
-  lineEnd[added + 2] = '\0';
-  args->p = lineEnd + added + 2;
-  args->max_len -= int(added);
-}
-
-Stats stats() { return detail::engine().stats; }
 
 }  // namespace netsvr::pmd

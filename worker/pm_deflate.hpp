@@ -40,16 +40,16 @@ const lws_extension* extensions(const Settings& settings);
 void onAddHeaders(lws* wsi, void* in);
 
 struct Stats {
-  uint64_t negotiated = 0;         // connections that accepted the extension
-  uint64_t declined = 0;           // offers we declined (unsupported parameters)
-  uint64_t deflatedMessages = 0;   // messages deflated (once each, however many connections)
-  uint64_t cacheHits = 0;          // writes served from an already deflated message
-  uint64_t sentCompressed = 0;     // frames written with RSV1
-  uint64_t sentPlain = 0;          // data frames written without RSV1 (small, fragmented, no gain)
-  uint64_t inflatedMessages = 0;   // compressed client messages completely read
-  uint64_t inflateErrors = 0;      // connections failed on a bad compressed message
-  uint64_t oversized = 0;          // compressed client messages cut at receiveLimit
-  uint64_t inflatersLive = 0;      // inflaters now held by connections (mid-message)
+  uint64_t negotiated = 0;        // connections that accepted the extension
+  uint64_t declined = 0;          // offers we declined (unsupported parameters)
+  uint64_t deflatedMessages = 0;  // messages deflated (once each, however many connections)
+  uint64_t cacheHits = 0;         // writes served from an already deflated message
+  uint64_t sentCompressed = 0;    // frames written with RSV1
+  uint64_t sentPlain = 0;         // data frames written without RSV1 (small, fragmented, no gain)
+  uint64_t inflatedMessages = 0;  // compressed client messages completely read
+  uint64_t inflateErrors = 0;     // connections failed on a bad compressed message
+  uint64_t oversized = 0;         // compressed client messages cut at receiveLimit
+  uint64_t inflatersLive = 0;     // inflaters now held by connections (mid-message)
 };
 Stats stats();  // of the calling thread (a worker's loop thread)
 
@@ -79,10 +79,10 @@ enum Ret : int {
 
 // What lws 4.1.6 lets the extension know about the frame, through public calls only.
 struct FrameInfo {
-  size_t remaining = 0;   // lws_remaining_packet_payload(): payload of this frame still to come
+  size_t remaining = 0;  // lws_remaining_packet_payload(): payload of this frame still to come
   bool finalFragment = false;  // lws_is_final_fragment(): FIN set and remaining == 0
   bool firstFragment = false;  // lws_is_first_fragment(): a TEXT/BINARY frame header was just read
-  uint8_t rsv = 0;        // lws_get_reserved_bits(): RSV bits of the current frame (0x40 = RSV1)
+  uint8_t rsv = 0;  // lws_get_reserved_bits(): RSV bits of the current frame (0x40 = RSV1)
 };
 
 struct Conn;  // per-connection state (40 bytes; an inflater only while a message is read)
@@ -101,6 +101,7 @@ int tx(Conn* c, Ebufs& b, int writeProtocol);
 int txPresend(Conn* c, Token* frame);
 
 void configure(const Settings& s);  // also drops this thread's deflaters and cache
+void countOffer(bool negotiated);   // Stats.negotiated / Stats.declined
 bool clientNoContextTakeover(const Conn* c);
 bool holdsInflater(const Conn* c);
 void resetForTests();  // drops the per-thread caches, pools and statistics
