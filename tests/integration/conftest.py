@@ -7,7 +7,6 @@ Run: NETSVR_BIN=<abs>/build/netsvr NETSVR_PROTO_PY=<abs>/build/proto_py \
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 

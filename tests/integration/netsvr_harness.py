@@ -554,6 +554,26 @@ class Gateway:
 # --------------------------------------------------------------------------------------------
 
 
+def read_until_eof(sock: socket.socket, timeout: float, name: str = "socket") -> bytes:
+    """Everything the peer sends until it closes the socket (EOF or reset); fails after timeout."""
+    deadline = time.monotonic() + timeout
+    got = bytearray()
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"{name}: still open after {timeout}s (received {bytes(got[:100])!r})")
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(1 << 20)
+        except socket.timeout:
+            continue
+        except (ConnectionResetError, ConnectionAbortedError):
+            return bytes(got)
+        if not chunk:
+            return bytes(got)
+        got += chunk
+
+
 class LinkClosed(AssertionError):
     pass
 
@@ -694,24 +714,8 @@ class BusinessLink:
     def expect_closed(self, timeout: float = DEFAULT_TIMEOUT, allow_data: bool = False) -> bytes:
         """Wait until the gateway closes the link. Returns bytes received meanwhile; unless
         allow_data, any byte received is a failure."""
-        deadline = time.monotonic() + timeout
-        got = bytearray(self._buf)
+        got = bytes(self._buf) + read_until_eof(self.sock, timeout, self.name)
         self._buf.clear()
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"{self.name}: link still open after {timeout}s "
-                                     f"(received {bytes(got[:100])!r})")
-            self.sock.settimeout(remaining)
-            try:
-                chunk = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            except (ConnectionResetError, ConnectionAbortedError):
-                break
-            if not chunk:
-                break
-            got += chunk
         self.closed = True
         if not allow_data:
             assert not got, f"{self.name}: gateway sent {bytes(got[:100])!r} before closing"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import netsvr_harness as h
 from netsvr_harness import pb
 from test_commands_common import CMD, env, unknown_uid  # noqa: F401 - fixtures
 

@@ -14,7 +14,6 @@ import time
 
 import pytest
 
-import netsvr_harness as h
 from netsvr_harness import Cmd, pb
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "unit"))

@@ -15,7 +15,7 @@ import time
 
 import netsvr_harness as h
 from test_reload import (LOAD_OVERRIDES, EchoBusiness, LoadClients, assign_uids, check_exact,
-                         fmt_workers, query_count, query_list, workers)
+                         fmt_workers, query_count, query_list, wait_counted, workers)
 
 RESPAWN_LIMIT = 1.0  # seconds from SIGKILL to a new pid for the slot in `netsvr status`
 
@@ -60,8 +60,7 @@ def test_kill_worker_under_load(gateway_factory, ws):
     try:
         clients = load.connect(100, "crash")
         assign_uids(clients, biz)
-        st = h.wait_for(lambda: (lambda w: w if sum(x["clients"] for x in w) == 100 else None)(workers(gw)),
-                        5, message="status to count 100 clients")
+        st = wait_counted(gw, 100)
         # the victim holds clients but neither the business link nor its task link, so every
         # survivor's echo path stays intact
         cands = [w for w in st if w["clients"] > 0 and w["links"] == 0 and w["tasks"] == 0]
@@ -94,8 +93,7 @@ def test_kill_worker_under_load(gateway_factory, ws):
         # new clients connect, also to the respawned worker, and are served
         new = load.connect(30, "after")
         assign_uids(new, biz)
-        ws_ = h.wait_for(lambda: (lambda w: w if sum(x["clients"] for x in w) == len(survivors) + 30
-                                  else None)(workers(gw)), 5, message="status to count the new clients")
+        ws_ = wait_counted(gw, len(survivors) + 30)
         on_new = [w["clients"] for w in ws_ if w["pid"] == neww["pid"]]
         assert on_new and on_new[0] > 0, f"no new client on the respawned worker: {fmt_workers(ws_)}"
         load.start_sending(new)
@@ -124,8 +122,7 @@ def test_kill_worker_with_business_link_while_querying(gateway_factory, ws):
     try:
         clients = load.connect(30, "q")
         assign_uids(clients, biz)
-        st = h.wait_for(lambda: (lambda w: w if sum(x["clients"] for x in w) == 30 else None)(workers(gw)),
-                        5, message="status to count 30 clients")
+        st = wait_counted(gw, 30)
         victim = [w for w in st if w["links"] == 1][0]
         assert victim["clients"] > 0, f"the business link's worker has no client: {fmt_workers(st)}"
         task = task_link_off(gw, victim["serial"])

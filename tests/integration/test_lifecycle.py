@@ -4,7 +4,6 @@ import os
 import re
 import signal
 import time
-from pathlib import Path
 
 import netsvr_harness as h
 from netsvr_harness import Cmd, pb

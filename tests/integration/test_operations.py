@@ -63,20 +63,31 @@ def test_log_file_names_each_process_and_sigusr1_reopens_it(gateway_factory):
     biz.close()
 
 
-def test_reload_into_a_binary_of_another_shm_layout_is_refused(gateway_factory, netsvr_bin, tmp_path):
-    # The gateway runs from its own copy of the binary, so the test can "upgrade" it on disk.
-    own = tmp_path / "bin" / "netsvr"
-    own.parent.mkdir()
+def _gateway_on_own_copy(gateway_factory, netsvr_bin, bin_dir):
+    """A started gateway running from its own copy of the binary (bin_dir/netsvr), so that a test
+    can replace the binary on disk. Returns (gateway, path of the copy)."""
+    own = bin_dir / "netsvr"
+    bin_dir.mkdir()
     shutil.copy2(netsvr_bin, own)
     gw = gateway_factory(start=False)
     gw.binary = str(own)
     gw.start()
+    return gw, own
+
+
+def _install_other_layout(own, real) -> None:
+    """Puts at `own` a wrapper that runs `real` as a binary of another shared-memory layout."""
+    own.write_text(f"#!/bin/sh\nNETSVR_LAYOUT_VERSION=999 exec {real} \"$@\"\n")
+    own.chmod(own.stat().st_mode | stat.S_IEXEC)
+
+
+def test_reload_into_a_binary_of_another_shm_layout_is_refused(gateway_factory, netsvr_bin, tmp_path):
+    gw, own = _gateway_on_own_copy(gateway_factory, netsvr_bin, tmp_path / "bin")
     before = gw.status()
     # The new binary on disk reads another shared-memory layout.
     real = tmp_path / "bin" / "netsvr.real"
     os.rename(own, real)
-    own.write_text(f"#!/bin/sh\nNETSVR_LAYOUT_VERSION=999 exec {real} \"$@\"\n")
-    own.chmod(own.stat().st_mode | stat.S_IEXEC)
+    _install_other_layout(own, real)
     gw.binary = str(real)  # the CLI itself stays the old one
     cp = gw.cli("reload", timeout=40)
     assert cp.returncode == 1, (cp.stdout, cp.stderr)
@@ -114,19 +125,13 @@ def test_shutdown_wait_time_cuts_a_stuck_stop_short_with_status_1(gateway_factor
 
 def test_a_worker_that_cannot_start_is_retried_once_a_second_then_comes_back(
         gateway_factory, netsvr_bin, tmp_path):
-    own = tmp_path / "bin2" / "netsvr"
-    own.parent.mkdir()
-    shutil.copy2(netsvr_bin, own)
-    gw = gateway_factory(start=False)
-    gw.binary = str(own)
-    gw.start()
+    gw, own = _gateway_on_own_copy(gateway_factory, netsvr_bin, tmp_path / "bin2")
     real = tmp_path / "bin2" / "netsvr.real"
     shutil.copy2(own, real)
     # While the binary on disk cannot start a worker, a killed worker's slot is retried once a
     # second (not in a tight fork loop) and the other worker stays up.
     os.rename(own, tmp_path / "bin2" / "netsvr.saved")
-    own.write_text(f"#!/bin/sh\nNETSVR_LAYOUT_VERSION=999 exec {real} \"$@\"\n")
-    own.chmod(own.stat().st_mode | stat.S_IEXEC)
+    _install_other_layout(own, real)
     gw.binary = str(real)
     victim = gw.status()["workers"][0]
     os.kill(victim["pid"], signal.SIGKILL)

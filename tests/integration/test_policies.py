@@ -64,22 +64,7 @@ class RawWsClient:
 
     def drain_until_eof(self, timeout: float) -> bytes:
         """Read everything until the gateway closes the socket (EOF or reset)."""
-        deadline = time.monotonic() + timeout
-        data = bytearray()
-        while True:
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"socket still open after {timeout}s ({len(data)} bytes read)"
-            self.sock.settimeout(remaining)
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except socket.timeout:
-                continue
-            except (ConnectionResetError, ConnectionAbortedError):
-                break
-            if not chunk:
-                break
-            data += chunk
-        return bytes(data)
+        return h.read_until_eof(self.sock, timeout)
 
     def close(self):
         self.sock.close()

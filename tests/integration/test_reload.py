@@ -52,6 +52,12 @@ def workers(gw: h.Gateway) -> list[dict]:
     return gw.status()["workers"]
 
 
+def wait_counted(gw: h.Gateway, n: int, timeout: float = 5) -> list[dict]:
+    """The worker list once `netsvr status` counts n clients over all workers."""
+    return h.wait_for(lambda: (lambda w: w if sum(x["clients"] for x in w) == n else None)(workers(gw)),
+                      timeout, message=f"status to count {n} clients")
+
+
 def newest_gen(ws_: list[dict]) -> int:
     return max(w["gen"] for w in ws_)
 
@@ -567,8 +573,7 @@ def test_three_reloads_under_load_lose_nothing(gateway_factory, ws):
     try:
         clients = load.connect(300, "rl")
         assign_uids(clients, biz)
-        ws0 = h.wait_for(lambda: (lambda w: w if sum(x["clients"] for x in w) == 300 else None)(workers(gw)),
-                         5, message="status to count 300 clients")
+        ws0 = wait_counted(gw, 300)
         assert all(w["clients"] > 0 for w in ws0), f"clients not spread: {fmt_workers(ws0)}"
         load.start_sending()
         load.wait_progress(clients, 10, 15)

@@ -12,7 +12,7 @@ import signal
 import time
 
 import netsvr_harness as h
-from test_reload import LOAD_OVERRIDES, EchoBusiness, LoadClients, assign_uids, fmt_workers, workers
+from test_reload import LOAD_OVERRIDES, EchoBusiness, LoadClients, assign_uids, fmt_workers, wait_counted
 
 SHUTDOWN_WAIT = 5.0
 MARGIN = 2.0
@@ -26,8 +26,7 @@ def _loaded_gateway(gateway_factory, ws):
     load = LoadClients(ws, gw, interval=0.05)
     clients = load.connect(N_CLIENTS, "stop")
     assign_uids(clients, biz)
-    st = h.wait_for(lambda: (lambda w: w if sum(x["clients"] for x in w) == N_CLIENTS else None)(workers(gw)),
-                    5, message=f"status to count {N_CLIENTS} clients")
+    st = wait_counted(gw, N_CLIENTS)
     assert all(w["clients"] > 0 for w in st), f"clients not spread: {fmt_workers(st)}"
     load.start_sending()
     load.wait_progress(clients, 10, 15)
