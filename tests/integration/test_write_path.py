@@ -95,3 +95,22 @@ def test_frames_delivered_from_a_timer_leave_before_the_loop_blocks(gateway_fact
         worst = max(worst, time.monotonic() - started)
     # one stalled round would take until the next sweep: ~1 s (a round takes ~1 ms otherwise)
     assert worst < 0.45, f"slowest round {worst * 1000:.0f} ms"
+
+
+def test_a_burst_to_one_client_is_written_as_it_grows(gateway_factory):
+    """160 KiB to one client in one task read, with Customer.SendQueueLimit = 128 KiB: the batch
+    goes to the kernel once it holds 64 KiB instead of waiting for the end of the iteration, so
+    the queue never reaches the limit and the client is not closed (1008 send queue full)."""
+    gw = gateway_factory({"Workers": 1, "Customer": {"SendQueueLimit": 128 * 1024}})
+    biz = gw.business(events=1)
+    client = RawWsClient(gw.customer_port, "/netsvr", rcvbuf=1 << 22)
+    uniq_id = biz.recv_msg(Cmd.ConnOpen, pb.ConnOpen).uniqId
+    task = gw.task()
+    task.request(CMD.UniqIdCount, b"", pb.UniqIdCountResp)
+    payloads = [bytes([ord("a") + i]) * 8192 for i in range(20)]
+    task.send_raw(b"".join(
+        h.BusinessLink.frame(CMD.SingleCast, pb.SingleCast(uniqId=uniq_id, data=p).SerializeToString())
+        for p in payloads))
+    data = _read_exactly(client.sock, 20 * (4 + 8192))
+    assert [p for _, p in parse_frames(data)] == payloads
+    client.close()
