@@ -101,11 +101,7 @@ class Bench:
 
         def sample(key):
             def fn(_line):
-                tu = ts = 0.0
-                for t in tools:
-                    u, s_ = t.cpu()
-                    tu, ts = tu + u, ts + s_
-                cpu[key] = (time.monotonic(), gw.cpu(), (tu, ts))
+                cpu[key] = (time.monotonic(), gw.cpu(), [sum(x) for x in zip(*(t.cpu() for t in tools))])
             return fn
 
         biz = sl.Tool([self.bizsim, "--worker", gw.worker_addr, "--task", gw.task_addr, "--scenario", scenario,
@@ -140,9 +136,9 @@ class Bench:
         time.sleep(0.5)
         out["mem_after"] = gw.memory()
         if "start" in cpu and "end" in cpu:
-            (t0, (u0, s0), (tu0, ts0)), (t1, (u1, s1), (tu1, ts1)) = cpu["start"], cpu["end"]
-            out["cpu"] = {"user_s": u1 - u0, "sys_s": s1 - s0, "window_s": t1 - t0,
-                          "tools_user_s": tu1 - tu0, "tools_sys_s": ts1 - ts0}
+            (t0, g0, tools0), (t1, g1, tools1) = cpu["start"], cpu["end"]
+            out["cpu"] = {**split_cpu(g0, g1), "window_s": t1 - t0,
+                          **{f"tools_{k}": v for k, v in split_cpu(tools0, tools1).items()}}
         bzr = out["bizsim"]
         if bzr["closes"] < bzr["clients"]:
             self.close_drops.append(f"{name} {bzr['clients'] - bzr['closes']}/{bzr['clients']}")
@@ -172,12 +168,12 @@ class Bench:
             log(self.notes[-1])
 
     @staticmethod
-    def machine_busy_s() -> float:
-        """CPU seconds the whole machine spent busy since boot (/proc/stat)."""
+    def machine_cpu_s() -> tuple[float, float, float]:
+        """CPU seconds of the whole machine since boot (/proc/stat): in processes (user, nice,
+        system), in interrupts (irq, softirq: charged to no process), and stolen by the host."""
         with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        idle = v[3] + (v[4] if len(v) > 4 else 0)
-        return (sum(v[:8]) - idle) / sl.CLK_TCK
+            v = [int(x) for x in f.readline().split()[1:]] + [0] * 8
+        return sum(v[0:3]) / sl.CLK_TCK, (v[5] + v[6]) / sl.CLK_TCK, v[7] / sl.CLK_TCK
 
     @staticmethod
     def own_cpu_s() -> float:
@@ -188,13 +184,16 @@ class Bench:
     def run(self) -> None:
         with open("/proc/loadavg") as f:
             self.results["loadavg_before"] = f.read().split()[0]
-        busy0, own0 = self.machine_busy_s(), self.own_cpu_s()
+        machine0, own0 = self.machine_cpu_s(), self.own_cpu_s()
         try:
             self._run()
         finally:
             wall = self.results.get("total_s") or 1
-            other = (self.machine_busy_s() - busy0) - (self.own_cpu_s() - own0)
-            self.results["other_cpu_share"] = max(0.0, other) / wall / (os.cpu_count() or 1)
+            procs, irq, steal = (b - a for a, b in zip(machine0, self.machine_cpu_s()))
+            capacity = wall * (os.cpu_count() or 1)
+            self.results["other_cpu_share"] = max(0.0, procs - (self.own_cpu_s() - own0)) / capacity
+            self.results["irq_cpu_share"] = irq / capacity
+            self.results["steal_cpu_share"] = steal / capacity
             (self.work / "results.json").write_text(json.dumps(self.results, indent=2))
 
     def _run(self) -> None:
@@ -202,7 +201,9 @@ class Bench:
         p, n = self.p, self.p["conns"]
         t_start = time.monotonic()
         idle_lg = ["--duration", str(p["hold"]), "--login-wait", "60", "--quiet"]
-        common_lg = ["--duration", "120", "--quiet"]
+        # no client heartbeats: they would be read inside the CPU windows but are no delivered
+        # message (the gateway's HeartbeatInterval, 120 s, outlasts every scenario)
+        common_lg = ["--duration", "120", "--quiet", "--heartbeat", "0"]
         # Memory is measured on fresh gateways (freed memory stays in the allocator and would be
         # reused by a later run on the same gateway).
         gw = sl.Gateway(self.gw_bin, self.work / "gw-idle", workers=self.workers)
@@ -297,10 +298,9 @@ class Bench:
         res = self.results.get("mix")
         if not res:
             return []
-        lg, cpu = res["loadgen"], res.get("cpu")
+        lg = res["loadgen"]
         rx = lg["received"]
-        user = cpu["user_s"] / rx * 1e6 if cpu and rx else float("nan")
-        sys_ = cpu["sys_s"] / rx * 1e6 if cpu and rx else float("nan")
+        user, sys_ = per_m(res, "user_s"), per_m(res, "sys_s")
         group_rate = MIX["groups"] * MIX["rate"] * MIX["group_size"]
         bc_rate = MIX["bc_rate"] * MIX["conns"]
         total = user + sys_
@@ -339,7 +339,10 @@ class Bench:
         n = p["conns"]
 
         def per_m(res, key):
-            c, rx = res.get("cpu"), res["loadgen"]["received"]
+            # per delivered frame: data messages and the end markers (one per client), both
+            # inside the CPU window
+            c, lg = res.get("cpu"), res["loadgen"]
+            rx = lg["received"] + lg.get("end_markers", 0)
             if key == "tools":
                 return (c["tools_user_s"] + c["tools_sys_s"]) / rx * 1e6 if c and rx else float("nan")
             return c[key] / rx * 1e6 if c and rx else float("nan")
@@ -413,7 +416,9 @@ class Bench:
                f"- Gateway: Workers = {self.workers} (comparison below: 1 and 2), other keys at their defaults; "
                f"bizsim, loadgen and the gateway share the machine",
                f"- Total run time: {r['total_s']:.0f} s; load average before: {r['loadavg_before']}; "
-               f"other processes used {r['other_cpu_share'] * 100:.0f} % of the machine's CPU during the run",
+               f"other processes used {r['other_cpu_share'] * 100:.0f} % of the machine's CPU during the run; "
+               f"interrupts (not charged to any process) {r.get('irq_cpu_share', 0) * 100:.0f} %, "
+               f"stolen by the host {r.get('steal_cpu_share', 0) * 100:.0f} %",
                "",
                "| Figure | Value |", "|---|---|"]
         out += [f"| {a} | {b} |" for a, b in rows]
@@ -441,12 +446,15 @@ class Bench:
                        f"{per_m(res, 'tools'):.2f} |")
         out += ["", "Memory = sum over master and workers of (VmRSS − RssShmem) plus the shared-memory files "
                     "/dev/shm/netsvr-* counted once (allocated blocks); per connection = (held − before) / N. "
-                    "CPU = utime/stime deltas from /proc/<pid>/stat of master and workers between bizsim's "
-                    "first publish and the last end marker reaching loadgen; \"load tools\" = the same for loadgen (all its "
-                    "processes) and bizsim, which share the machine. Latency = loadgen receive time − "
-                    "bizsim send time (CLOCK_MONOTONIC, one machine). Over loopback the kernel runs much of "
-                    "the receiving side's TCP work in the sender's context, so the gateway's system time also "
-                    "carries part of loadgen's receive cost."]
+                    "CPU = time on CPU of the master and the workers (sum of /proc/<pid>/task/*/schedstat, ns) "
+                    "between bizsim's first publish and the last end marker reaching loadgen, split into user "
+                    "and system in the proportion of their /proc/<pid>/stat tick counts; per message = divided "
+                    "by the frames delivered in that window (data messages and one end marker per client); "
+                    "\"load tools\" = the same for loadgen (all its processes) and bizsim, which share the "
+                    "machine. Time on CPU includes the softirq work the kernel runs in a process's context: "
+                    "over loopback much of the receiving side's TCP work runs inside the gateway's send(2), so "
+                    "the gateway's system time carries part of loadgen's receive cost. Latency = loadgen "
+                    "receive time − bizsim send time (CLOCK_MONOTONIC, one machine)."]
         if self.close_drops:
             out += ["", "ConnClose events that bizsim never received when loadgen closed all its clients at once "
                         "(gateway metric 10, worker-port queue over Worker.SendChanCap): "
@@ -454,6 +462,14 @@ class Bench:
         if self.notes:
             out += [""] + [f"Note: {x}" for x in self.notes]
         return "\n".join(out) + "\n"
+
+
+def split_cpu(before, after) -> dict:
+    """CPU used between two (user ticks, system ticks, exact runtime) samples: the exact total,
+    split into user and system in the proportion of the tick counts."""
+    du, ds, dt = (b - a for a, b in zip(before, after))
+    user_share = du / (du + ds) if du + ds > 0 else 0.0
+    return {"user_s": dt * user_share, "sys_s": dt * (1 - user_share)}
 
 
 def fmt_ms(v: float) -> str:

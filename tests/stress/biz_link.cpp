@@ -85,7 +85,6 @@ void BizLink::sendHeartbeat(std::string_view heartbeat) {
 void BizLink::flush() {
   if (out_.empty() || !connected_ || closed_) return;
   auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
-  bytesSent_ += out_.size();
   uv_buf_t b = uv_buf_init(out_.data(), unsigned(out_.size()));
   int r = uv_try_write(stream, &b, 1);
   if (r == int(out_.size())) {

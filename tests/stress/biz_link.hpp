@@ -33,7 +33,6 @@ class BizLink {
 
   // Bytes written to the socket but not yet taken by the kernel (the gateway reads too slowly).
   size_t backlog() const { return tcp_.write_queue_size + out_.size(); }
-  uint64_t bytesSent() const { return bytesSent_; }
   bool connected() const { return connected_; }
   void close();
 
@@ -50,7 +49,6 @@ class BizLink {
   std::string readBuf_;
   StatusFn onConnect_, onLost_;
   PacketFn onPacket_;
-  uint64_t bytesSent_ = 0;
   bool connected_ = false;
   bool closed_ = false;
 };

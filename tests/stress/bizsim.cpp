@@ -257,7 +257,7 @@ class BizSim {
       if ((o_.clients > 0 && n >= o_.clients) || settled)
         startBarrier();
       else if (sinceStart > o_.maxWaitS)
-        fail("no client came within --max-wait");
+        fail("the clients did not all log in within --max-wait");
     } else if (phase_ == Phase::Publishing && !o_.quiet && ticks_ % 10 == 0) {
       double t = double(now - publishStartNs_) / 1e9;
       printf("bizsim: [%5.1fs] published %" PRIu64 " (%.0f/s), task backlog %zu KiB\n", t,
@@ -574,7 +574,9 @@ int main(int argc, char** argv) {
   app.add_option("--duration", o.durationS, "seconds of publishing")->default_val(10);
   app.add_option("--settle", o.settleS, "start anyway when no new client came for this long")
       ->default_val(3);
-  app.add_option("--max-wait", o.maxWaitS, "give up when no client came for this long")
+  app.add_option(
+         "--max-wait", o.maxWaitS,
+         "give up when the clients have not all logged in this many seconds after the start")
       ->default_val(600);
   app.add_option("--linger", o.lingerS,
                  "after the end markers, wait at most this long for the clients to close")

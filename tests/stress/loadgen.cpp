@@ -49,36 +49,31 @@ struct Options {
 struct Totals {
   ProcStats s;  // counters summed; *Ns fields: first = min, last = max
   std::vector<uint64_t> hist;
-  uint64_t expected = 0, receivedCounted = 0, lost = 0, extra = 0, groupsSeen = 0;
+  uint64_t expected = 0, lost = 0, extra = 0, groupsSeen = 0;
   uint64_t endsMissingClients = 0;  // clients of groups whose end marker nobody received
-  uint64_t groupedClients = 0;
 };
 
 uint64_t minNonZero(uint64_t a, uint64_t b) {
   return a == 0 ? b : b == 0 ? a : std::min(a, b);
 }
 
+// The ProcStats counters that the controller adds up over the client processes.
+constexpr uint64_t ProcStats::*kSummed[] = {
+    &ProcStats::opened,         &ProcStats::connectFailed,  &ProcStats::handshakeFailed,
+    &ProcStats::openNow,        &ProcStats::closedByServer, &ProcStats::reset,
+    &ProcStats::protocolErrors, &ProcStats::welcomed,       &ProcStats::received,
+    &ProcStats::ends,           &ProcStats::settled,        &ProcStats::outOfOrder,
+    &ProcStats::foreign,        &ProcStats::sendFailed,     &ProcStats::latSumUs,
+    &ProcStats::allReceived};
+
 Totals collect(SharedArea& sh, bool withGroups) {
   Totals t;
   t.hist.assign(kHistBuckets, 0);
   for (int p = 0; p < sh.procs(); ++p) {
     ProcStats& s = sh.stats(p);
-    const uint64_t* src[] = {&s.started,    &s.opened,         &s.connectFailed, &s.handshakeFailed,
-                             &s.openNow,    &s.closedByServer, &s.reset,         &s.protocolErrors,
-                             &s.welcomed,   &s.received,       &s.ends,          &s.settled,
-                             &s.outOfOrder, &s.foreign,        &s.sendFailed,    &s.latSumUs,
-                             &s.finished};
-    uint64_t* dst[] = {&t.s.started,         &t.s.opened,         &t.s.connectFailed,
-                       &t.s.handshakeFailed, &t.s.openNow,        &t.s.closedByServer,
-                       &t.s.reset,           &t.s.protocolErrors, &t.s.welcomed,
-                       &t.s.received,        &t.s.ends,           &t.s.settled,
-                       &t.s.outOfOrder,      &t.s.foreign,        &t.s.sendFailed,
-                       &t.s.latSumUs,        &t.s.finished};
-    for (size_t i = 0; i < std::size(src); ++i) *dst[i] += rd(*src[i]);
-    t.s.allReceived += rd(s.allReceived);
+    for (auto field : kSummed) t.s.*field += rd(s.*field);
     t.s.allTotal = std::max(t.s.allTotal, rd(s.allTotal));
     t.s.latMaxUs = std::max(t.s.latMaxUs, rd(s.latMaxUs));
-    t.s.firstOpenNs = minNonZero(t.s.firstOpenNs, rd(s.firstOpenNs));
     t.s.firstRxNs = minNonZero(t.s.firstRxNs, rd(s.firstRxNs));
     t.s.lastOpenNs = std::max(t.s.lastOpenNs, rd(s.lastOpenNs));
     t.s.lastWelcomeNs = std::max(t.s.lastWelcomeNs, rd(s.lastWelcomeNs));
@@ -90,7 +85,6 @@ Totals collect(SharedArea& sh, bool withGroups) {
   if (t.s.allTotal > 0 || t.s.allReceived > 0) {  // messages for every client (mix broadcasts)
     uint64_t exp = t.s.allTotal > 0 ? t.s.welcomed * (t.s.allTotal - 1) : 0;
     t.expected += exp;
-    t.receivedCounted += t.s.allReceived;
     if (t.s.allReceived < exp)
       t.lost += exp - t.s.allReceived;
     else
@@ -104,7 +98,6 @@ Totals collect(SharedArea& sh, bool withGroups) {
       recv += rd(sh.groupRecv(p)[g]);
     }
     if (conns == 0) continue;
-    t.groupedClients += conns;
     ++t.groupsSeen;
     uint64_t total = rd(totals[g]);
     if (total == 0) {
@@ -113,7 +106,6 @@ Totals collect(SharedArea& sh, bool withGroups) {
     }
     uint64_t exp = conns * (total - 1);
     t.expected += exp;
-    t.receivedCounted += recv;
     if (recv < exp)
       t.lost += exp - recv;
     else
@@ -237,7 +229,6 @@ int main(int argc, char** argv) {
   o.client.keySeed = uint64_t(monoNs()) ^ (uint64_t(getpid()) << 32);
 
   const int64_t startNs = monoNs();
-  st(ctl.startNs, uint64_t(startNs));
   std::vector<pid_t> children;
   for (int p = 0; p < procs; ++p) {
     ClientOptions co = o.client;
@@ -446,9 +437,10 @@ int main(int argc, char** argv) {
             "  \"received\": %" PRIu64 ", \"expected\": %" PRIu64 ", \"lost\": %" PRIu64
             ", \"extra\": %" PRIu64 ", \"out_of_order\": %" PRIu64
             ", \"clients_without_end\": %" PRIu64 ", \"foreign\": %" PRIu64
-            ", \"groups_seen\": %" PRIu64 ", \"send_failed\": %" PRIu64 ",\n",
+            ", \"groups_seen\": %" PRIu64 ", \"send_failed\": %" PRIu64
+            ", \"end_markers\": %" PRIu64 ",\n",
             t.s.received, t.expected, t.lost, t.extra, t.s.outOfOrder, t.endsMissingClients,
-            t.s.foreign, t.groupsSeen, t.s.sendFailed);
+            t.s.foreign, t.groupsSeen, t.s.sendFailed, t.s.ends);
     fprintf(f, "  \"cpu_user_s\": %.3f, \"cpu_sys_s\": %.3f,\n", cpuUser, cpuSys);
     fprintf(f, "  \"rx_window_s\": %.6f, \"msgs_per_s\": %.1f,\n", windowS, rate);
     fprintf(f,

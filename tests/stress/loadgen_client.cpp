@@ -53,7 +53,6 @@ class ClientProcess : public WsHandler {
         &tickTimer_, [](uv_timer_t* t) { self(t)->tick(); }, 100, 100);
     uv_run(&loop_, UV_RUN_DEFAULT);
     uv_loop_close(&loop_);
-    st(stats_.finished, 1);
     return 0;
   }
 
@@ -63,7 +62,6 @@ class ClientProcess : public WsHandler {
     cl.opened = true;
     --pending_;
     uint64_t now = uint64_t(monoNs());
-    if (rd(stats_.opened) == 0) st(stats_.firstOpenNs, now);
     bump(stats_.opened);
     bump(stats_.openNow);
     st(stats_.lastOpenNs, now);
@@ -171,7 +169,6 @@ class ClientProcess : public WsHandler {
       src.sin_family = AF_INET;
       src.sin_addr.s_addr = htonl(0x7f000000u | (1 + cl.ws.id % o_.sourceIps));
       std::string error;
-      bump(stats_.started);
       if (!wsConnect(cl.ws, &loop_, endpoint_, src, this, error)) {
         bump(stats_.handshakeFailed);
         if (!reportedSocketError_) {

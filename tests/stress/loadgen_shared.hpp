@@ -34,8 +34,7 @@ inline int closeCodeSlot(int code) {
 }
 
 struct alignas(64) ProcStats {
-  uint64_t started = 0;  // connects attempted
-  uint64_t opened = 0;   // 101 received
+  uint64_t opened = 0;  // 101 received
   uint64_t connectFailed = 0;
   uint64_t handshakeFailed = 0;  // includes "no socket" (EMFILE)
   uint64_t openNow = 0;
@@ -51,16 +50,14 @@ struct alignas(64) ProcStats {
   uint64_t outOfOrder = 0;   // 'M' with seq <= the last seq this client saw
   uint64_t foreign = 0;      // messages that are not ours (or a group out of range)
   uint64_t sendFailed = 0;
-  uint64_t firstOpenNs = 0, lastOpenNs = 0, lastWelcomeNs = 0, firstRxNs = 0, lastRxNs = 0;
+  uint64_t lastOpenNs = 0, lastWelcomeNs = 0, firstRxNs = 0, lastRxNs = 0;
   uint64_t latSumUs = 0, latMaxUs = 0;
   uint64_t closeCodes[kCloseCodeSlots] = {};
-  uint64_t finished = 0;  // 1 when the process left its loop
   uint64_t hist[kHistBuckets] = {};
 };
 
 struct Control {
-  uint64_t stop = 0;     // set by the controller: close every connection and exit
-  uint64_t startNs = 0;  // when the connect phase began (monotonic ns)
+  uint64_t stop = 0;  // set by the controller: close every connection and exit
 };
 
 // Layout: Control | ProcStats[procs] | groupTotal[groups] | per proc: groupConns[groups],

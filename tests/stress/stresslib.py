@@ -67,12 +67,20 @@ def render_toml(cfg: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def proc_cpu(pid: int) -> tuple[float, float]:
-    """(utime, stime) of a process in seconds, from /proc/<pid>/stat."""
+def proc_cpu(pid: int) -> tuple[float, float, float]:
+    """(utime, stime, runtime) of a process in seconds. utime/stime come from /proc/<pid>/stat
+    in clock ticks (10 ms here, split by sampling); runtime is the exact CPU time of all its
+    threads from /proc/<pid>/task/*/schedstat (ns). Use runtime for totals, the ticks for the
+    user/system split."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # fields[0] is field 3 (state); utime/stime are fields 14/15
-    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+    runtime_ns = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                runtime_ns += int(f.read().split()[0])
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK, runtime_ns / 1e9
 
 
 def proc_status_kib(pid: int, key: str) -> int:
@@ -83,11 +91,18 @@ def proc_status_kib(pid: int, key: str) -> int:
     return 0
 
 
-class Gateway:
-    """One gateway in `workdir` with Workers=`workers`, free ports and optional overrides."""
+def sum_cpu(pids) -> tuple[float, float, float]:
+    total = [0.0, 0.0, 0.0]
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total = [a + b for a, b in zip(total, proc_cpu(pid))]
+    return total[0], total[1], total[2]
 
-    def __init__(self, binary: str, workdir: Path, workers: int = 2, overrides: Optional[dict] = None,
-                 env: Optional[dict] = None):
+
+class Gateway:
+    """One gateway in `workdir` with Workers=`workers` and free ports (env: extra environment)."""
+
+    def __init__(self, binary: str, workdir: Path, workers: int = 2, env: Optional[dict] = None):
         self.binary = binary
         self.env = {**os.environ, **env} if env else None
         self.dir = Path(workdir)
@@ -109,11 +124,6 @@ class Gateway:
             "Task": {"ListenAddress": f"127.0.0.1:{self.task_port}", "HeartbeatMessage": HEARTBEAT},
             "Metrics": {"Item": list(range(1, 14))},
         }
-        for k, v in (overrides or {}).items():
-            if isinstance(v, dict):
-                cfg.setdefault(k, {}).update(v)
-            else:
-                cfg[k] = v
         self.workers = workers
         self.config = cfg
         self.config_path = self.dir / "netsvr.toml"
@@ -199,15 +209,9 @@ class Gateway:
         st = self.status()
         return sum(w.get("clients", 0) for w in st["workers"]) if st else -1
 
-    def cpu(self) -> tuple[float, float]:
-        """Summed (user, system) CPU seconds of the master and the workers."""
-        u = s = 0.0
-        for pid in self.pids():
-            with contextlib.suppress(OSError):
-                pu, ps = proc_cpu(pid)
-                u += pu
-                s += ps
-        return u, s
+    def cpu(self) -> tuple[float, float, float]:
+        """Summed (user, system, runtime) CPU seconds of the master and the workers (proc_cpu)."""
+        return sum_cpu(self.pids())
 
     def shm_bytes(self) -> int:
         """Bytes of shared memory in use: allocated blocks of /dev/shm/netsvr-<instance>-* (du)."""
@@ -265,32 +269,29 @@ class Gateway:
 class Tool:
     """A load tool process; its stdout+stderr go to `log` and are watched line by line."""
 
-    def __init__(self, argv: list[str], log: Path, cwd: Optional[Path] = None):
+    def __init__(self, argv: list[str], log: Path):
         self.argv = argv
         self.log = Path(log)
         self.lines: list[str] = []
         self._cond = threading.Condition()
-        self._marks: dict[str, float] = {}  # first time (monotonic) a watched pattern was seen
         self._hooks: list[tuple[re.Pattern, callable]] = []
-        self.proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, bufsize=1)
         self._thread = threading.Thread(target=self._pump, daemon=True)
         self._thread.start()
 
-    def cpu(self) -> tuple[float, float]:
-        """Summed (user, system) CPU seconds of the tool and its child processes (loadgen forks)."""
-        u = s = 0.0
-        todo = [self.proc.pid]
+    def cpu(self) -> tuple[float, float, float]:
+        """Summed (user, system, runtime) CPU seconds of the tool and its child processes
+        (loadgen forks its clients)."""
+        pids, todo = [], [self.proc.pid]
         while todo:
             pid = todo.pop()
+            pids.append(pid)
             with contextlib.suppress(OSError, ValueError):
-                pu, ps = proc_cpu(pid)
-                u += pu
-                s += ps
                 for task in os.listdir(f"/proc/{pid}/task"):
                     with open(f"/proc/{pid}/task/{task}/children") as f:
                         todo += [int(c) for c in f.read().split()]
-        return u, s
+        return sum_cpu(pids)
 
     def on_line(self, pattern: str, fn) -> None:
         """Call fn(line) right when a line matching `pattern` arrives (from the reader thread)."""
@@ -335,7 +336,7 @@ class Tool:
             rc = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.terminate()
-            rc = self.proc.wait(timeout=10)
+            self.proc.wait(timeout=10)
             raise
         finally:
             self._thread.join(timeout=5)

@@ -147,7 +147,6 @@ void handleFrame(WsConn& c, bool fin, uint8_t op, const char* p, size_t len) {
       if (c.frag) return wsAbort(c, kEndProtocol);
       if (fin) return c.handler->onMessage(c, std::string_view(p, len));
       c.frag = new std::string(p, len);
-      c.fragOpcode = op;
       return;
     case 0x0:
       if (!c.frag) return wsAbort(c, kEndProtocol);
@@ -311,25 +310,6 @@ void onConnect(uv_connect_t* req, int status) {
 }
 
 }  // namespace
-
-const char* wsEndName(int reason) {
-  switch (reason) {
-    case kEndNormal:
-      return "normal";
-    case kEndServerClose:
-      return "server_close";
-    case kEndConnectFailed:
-      return "connect_failed";
-    case kEndHandshakeFailed:
-      return "handshake_failed";
-    case kEndReset:
-      return "reset";
-    case kEndProtocol:
-      return "protocol_error";
-    default:
-      return "unknown";
-  }
-}
 
 bool parseWsUrl(const std::string& url, WsEndpoint& ep, std::string& error) {
   if (!url.starts_with("ws://")) {

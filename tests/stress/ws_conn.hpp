@@ -40,7 +40,6 @@ enum WsEnd : int {
   kEndReset,            // EOF or socket error without a Close frame
   kEndProtocol,         // malformed frame from the server
 };
-const char* wsEndName(int reason);
 
 // Where to connect; shared by all connections.
 struct WsEndpoint {
@@ -61,7 +60,6 @@ struct WsConn {
   uint32_t id = 0;  // the owner's number for this connection (also seeds the key)
   WsState state = WsState::Idle;
   bool closeSent = false;
-  uint8_t fragOpcode = 0;
   int endReason = kEndNormal;
   std::string* pending = nullptr;  // unparsed bytes: partial HTTP head or partial frame
   std::string* frag = nullptr;     // payload of a fragmented message being assembled
