@@ -20,7 +20,9 @@ struct BizLink::Write {
 };
 
 namespace {
-int eventIndex(Event e) { return e == Event::OnOpen ? 0 : e == Event::OnClose ? 1 : 2; }
+int eventIndex(Event e) {
+  return e == Event::OnOpen ? 0 : e == Event::OnClose ? 1 : 2;
+}
 }  // namespace
 
 BizLink::BizLink(BizLinks& owner, Port port, uint32_t id, uint32_t maxPacket)
@@ -73,7 +75,8 @@ void BizLink::onDeadline(uv_timer_t* timer) {
 void BizLink::onAlloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
   auto* link = static_cast<BizLink*>(handle->data);
   const Config& c = link->owner_.worker.config;
-  size_t size = size_t(link->port == Port::Worker ? c.worker.readBufferSize : c.task.readBufferSize);
+  size_t size =
+      size_t(link->port == Port::Worker ? c.worker.readBufferSize : c.task.readBufferSize);
   buf->base = static_cast<char*>(malloc(size));
   buf->len = buf->base ? size : 0;
 }
@@ -91,7 +94,8 @@ void BizLink::onRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
 
 void BizLink::processPackets() {
   const Config& c = owner_.worker.config;
-  const std::string& heartbeat = port == Port::Worker ? c.worker.heartbeatMessage : c.task.heartbeatMessage;
+  const std::string& heartbeat =
+      port == Port::Worker ? c.worker.heartbeatMessage : c.task.heartbeatMessage;
   std::string_view payload;
   while (!closing_ && !paused_) {
     auto status = decoder_.next(payload);
@@ -242,7 +246,8 @@ void BizLinks::stopAccepting() {
   if (!listening_) return;
   listening_ = false;
   for (Listener* l : listeners_)
-    uv_close(reinterpret_cast<uv_handle_t*>(&l->tcp), [](uv_handle_t* h) { delete static_cast<Listener*>(h->data); });
+    uv_close(reinterpret_cast<uv_handle_t*>(&l->tcp),
+             [](uv_handle_t* h) { delete static_cast<Listener*>(h->data); });
   listeners_.clear();
 }
 
@@ -332,13 +337,14 @@ void BizLinks::refreshReceivers() {
   for (const auto& entry : registry.entries) {
     if (!entry.used) continue;
     for (Event e : {Event::OnOpen, Event::OnClose, Event::OnMessage})
-      if (entry.events & int32_t(e)) receivers_[eventIndex(e)].push_back({entry.ownerSerial, entry.linkId});
+      if (entry.events & int32_t(e))
+        receivers_[eventIndex(e)].push_back({entry.ownerSerial, entry.linkId});
   }
   registryVersion_ = registry.version.load();
 }
 
 namespace {
-constexpr size_t kHoldLimitBytes = 64u << 20;    // beyond this, events are dropped (metric 10)
+constexpr size_t kHoldLimitBytes = 64u << 20;  // beyond this, events are dropped (metric 10)
 constexpr uint64_t kHeldFlushIntervalMs = 20;
 
 }  // namespace
@@ -376,8 +382,9 @@ void BizLinks::hold(Event event, uint32_t cmd, const std::string& body) {
     uv_unref(reinterpret_cast<uv_handle_t*>(heldTimer_));
   }
   if (!uv_is_active(reinterpret_cast<uv_handle_t*>(heldTimer_)))
-    uv_timer_start(heldTimer_, [](uv_timer_t* t) { static_cast<BizLinks*>(t->data)->flushHeld(); },
-                   kHeldFlushIntervalMs, kHeldFlushIntervalMs);
+    uv_timer_start(
+        heldTimer_, [](uv_timer_t* t) { static_cast<BizLinks*>(t->data)->flushHeld(); },
+        kHeldFlushIntervalMs, kHeldFlushIntervalMs);
 }
 
 // Sends held events in order once a receiver is back; drops those older than the window.

@@ -31,9 +31,12 @@ class BizLink {
   // that the packet is dropped and counted (metric 10). `isEvent` counts metrics 4 and 5.
   void send(std::string packet, bool isEvent = false);
   void close();
-  void pause();   // stops reading (a task link waiting for another worker's acknowledgement)
+  void pause();  // stops reading (a task link waiting for another worker's acknowledgement)
   void resume();
-  size_t pendingWriteBytes() const { return closing_ ? 0 : uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_)); }
+  size_t pendingWriteBytes() const {
+    return closing_ ? 0
+                    : uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_));
+  }
 
   const Port port;
   const uint32_t id;
@@ -56,7 +59,7 @@ class BizLink {
   uv_tcp_t tcp_{};
   uv_timer_t deadline_{};
   PacketDecoder decoder_;
-  size_t queued_ = 0;      // packets waiting in libuv's queue (the kernel has not taken them)
+  size_t queued_ = 0;  // packets waiting in libuv's queue (the kernel has not taken them)
   int openHandles_ = 0;
   bool closing_ = false;
   bool paused_ = false;
@@ -79,7 +82,7 @@ class BizLinks {
   // Registry of this worker's registered links (worker_port.cpp).
   bool addToRegistry(BizLink& link);
   void removeFromRegistry(uint32_t linkId);
-  void withdrawFromRegistry();  // all of this worker's links, which stay open
+  void withdrawFromRegistry();                   // all of this worker's links, which stay open
   bool removeByConnId(std::string_view connId);  // any worker's link
 
   void onLinkClosed(BizLink& link);

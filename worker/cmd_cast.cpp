@@ -1,6 +1,7 @@
 // Fire-and-forget deliveries (PROTOCOL.md §4.4, class A). Each crosses once to each worker that
 // holds targets, and each worker frames a shared message once for all of its clients.
 #include "broadcast.pb.h"
+#include "common/bulk_pairs.hpp"
 #include "multicast.pb.h"
 #include "multicastByCustomerId.pb.h"
 #include "singleCast.pb.h"
@@ -9,7 +10,6 @@
 #include "singleCastByCustomerId.pb.h"
 #include "topicPublish.pb.h"
 #include "topicPublishBulk.pb.h"
-#include "common/bulk_pairs.hpp"
 #include "worker/task_context.hpp"
 
 namespace netsvr {
@@ -29,7 +29,8 @@ struct Shared {
 void cmdBroadcast(TaskContext& ctx, std::string_view body) {
   netsvr::broadcast::Broadcast req;
   if (!parseBody(req, body) || req.data().empty()) return;
-  if (ctx.routing()) ctx.forwardWhere([](const shm::TableData& t) { return !t.conns.empty(); }, false);
+  if (ctx.routing())
+    ctx.forwardWhere([](const shm::TableData& t) { return !t.conns.empty(); }, false);
   Shared shared(req.data());
   ctx.worker.ws->forEachOpen([&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
 }
@@ -53,21 +54,29 @@ void cmdMulticast(TaskContext& ctx, std::string_view body) {
 void cmdMulticastByCustomerId(TaskContext& ctx, std::string_view body) {
   netsvr::multicastByCustomerId::MulticastByCustomerId req;
   if (!parseBody(req, body) || req.data().empty()) return;
-  ctx.forwardWhere([&](const shm::TableData& t) { return indexHasAny(t.byCustomer, req.customerids()); }, false);
+  ctx.forwardWhere(
+      [&](const shm::TableData& t) { return indexHasAny(t.byCustomer, req.customerids()); }, false);
   std::vector<std::string_view> distinct;
   for (const auto& id : req.customerids())
-    if (!id.empty() && std::find(distinct.begin(), distinct.end(), id) == distinct.end()) distinct.push_back(id);
+    if (!id.empty() && std::find(distinct.begin(), distinct.end(), id) == distinct.end())
+      distinct.push_back(id);
   Shared shared(req.data());
   for (auto id : distinct)
-    forEachLocalOfCustomer(ctx.worker, id, [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
+    forEachLocalOfCustomer(ctx.worker, id,
+                           [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
 }
 
 void cmdSingleCastByCustomerId(TaskContext& ctx, std::string_view body) {
   netsvr::singleCastByCustomerId::SingleCastByCustomerId req;
   if (!parseBody(req, body) || req.customerid().empty() || req.data().empty()) return;
-  ctx.forwardWhere([&](const shm::TableData& t) { return indexHasAny(t.byCustomer, std::array<std::string_view, 1>{req.customerid()}); }, false);
+  ctx.forwardWhere(
+      [&](const shm::TableData& t) {
+        return indexHasAny(t.byCustomer, std::array<std::string_view, 1>{req.customerid()});
+      },
+      false);
   Shared shared(req.data());
-  forEachLocalOfCustomer(ctx.worker, req.customerid(), [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
+  forEachLocalOfCustomer(ctx.worker, req.customerid(),
+                         [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
 }
 
 void cmdSingleCastBulk(TaskContext& ctx, std::string_view body) {
@@ -85,30 +94,37 @@ void cmdSingleCastBulk(TaskContext& ctx, std::string_view body) {
 void cmdSingleCastBulkByCustomerId(TaskContext& ctx, std::string_view body) {
   netsvr::singleCastBulkByCustomerId::SingleCastBulkByCustomerId req;
   if (!parseBody(req, body)) return;
-  ctx.forwardWhere([&](const shm::TableData& t) { return indexHasAny(t.byCustomer, req.customerids()); }, false);
-  forEachBulkPair(req.customerids(), req.data(), [&](const std::string& id, const std::string& data) {
-    Shared shared(data);
-    forEachLocalOfCustomer(ctx.worker, id, [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
-    return true;
-  });
+  ctx.forwardWhere(
+      [&](const shm::TableData& t) { return indexHasAny(t.byCustomer, req.customerids()); }, false);
+  forEachBulkPair(
+      req.customerids(), req.data(), [&](const std::string& id, const std::string& data) {
+        Shared shared(data);
+        forEachLocalOfCustomer(ctx.worker, id,
+                               [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
+        return true;
+      });
 }
 
 void cmdTopicPublish(TaskContext& ctx, std::string_view body) {
   netsvr::topicPublish::TopicPublish req;
   if (!parseBody(req, body) || req.data().empty()) return;
-  ctx.forwardWhere([&](const shm::TableData& t) { return indexHasAny(t.byTopic, req.topics()); }, false);
+  ctx.forwardWhere([&](const shm::TableData& t) { return indexHasAny(t.byTopic, req.topics()); },
+                   false);
   Shared shared(req.data());
   for (const auto& topic : req.topics())  // no dedup across topics, as in Go
-    forEachLocalOfTopic(ctx.worker, topic, [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
+    forEachLocalOfTopic(ctx.worker, topic,
+                        [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
 }
 
 void cmdTopicPublishBulk(TaskContext& ctx, std::string_view body) {
   netsvr::topicPublishBulk::TopicPublishBulk req;
   if (!parseBody(req, body)) return;
-  ctx.forwardWhere([&](const shm::TableData& t) { return indexHasAny(t.byTopic, req.topics()); }, false);
+  ctx.forwardWhere([&](const shm::TableData& t) { return indexHasAny(t.byTopic, req.topics()); },
+                   false);
   forEachBulkPair(req.topics(), req.data(), [&](const std::string& topic, const std::string& data) {
     Shared shared(data);
-    forEachLocalOfTopic(ctx.worker, topic, [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
+    forEachLocalOfTopic(ctx.worker, topic,
+                        [&](Conn& conn) { ctx.worker.ws->deliver(conn, shared.message); });
     return true;
   });
 }

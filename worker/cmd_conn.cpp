@@ -35,13 +35,15 @@ struct GuestTimer {
   std::string data;
 };
 
-void forceGuestsOffline(Worker& w, const std::vector<std::string>& uniqIds, const std::string& data) {
+void forceGuestsOffline(Worker& w, const std::vector<std::string>& uniqIds,
+                        const std::string& data) {
   for (const auto& id : uniqIds) {
     Conn* conn = localConn(w, id);
     if (!conn) continue;
     const auto& conns = w.table->unlockedData().conns;
     auto it = conns.find(conn->key);
-    if (it == conns.end() || !it->second.session.empty() || !it->second.customerId.empty()) continue;
+    if (it == conns.end() || !it->second.session.empty() || !it->second.customerId.empty())
+      continue;
     kick(w, *conn, data, "forceOfflineGuest");
   }
 }
@@ -100,7 +102,8 @@ void cmdTopicUnsubscribe(TaskContext& ctx, std::string_view body) {
 void cmdTopicDelete(TaskContext& ctx, std::string_view body) {
   netsvr::topicDelete::TopicDelete req;
   if (!parseBody(req, body) || req.topics().empty()) return;
-  ctx.forwardWhere([&](const shm::TableData& t) { return indexHasAny(t.byTopic, req.topics()); }, true);
+  ctx.forwardWhere([&](const shm::TableData& t) { return indexHasAny(t.byTopic, req.topics()); },
+                   true);
   std::vector<uint64_t> lost;
   for (const auto& topic : req.topics())
     if (!topic.empty()) ctx.worker.table->deleteTopic(topic, lost);
@@ -122,9 +125,12 @@ void cmdForceOffline(TaskContext& ctx, std::string_view body) {
 void cmdForceOfflineByCustomerId(TaskContext& ctx, std::string_view body) {
   netsvr::forceOfflineByCustomerId::ForceOfflineByCustomerId req;
   if (!parseBody(req, body) || req.customerids().empty()) return;
-  ctx.forwardWhere([&](const shm::TableData& t) { return indexHasAny(t.byCustomer, req.customerids()); }, true);
+  ctx.forwardWhere(
+      [&](const shm::TableData& t) { return indexHasAny(t.byCustomer, req.customerids()); }, true);
   for (const auto& id : req.customerids())
-    forEachLocalOfCustomer(ctx.worker, id, [&](Conn& conn) { kick(ctx.worker, conn, req.data(), "forceOfflineByCustomerId"); });
+    forEachLocalOfCustomer(ctx.worker, id, [&](Conn& conn) {
+      kick(ctx.worker, conn, req.data(), "forceOfflineByCustomerId");
+    });
 }
 
 void cmdForceOfflineGuest(TaskContext& ctx, std::string_view body) {
@@ -145,11 +151,15 @@ void cmdForceOfflineGuest(TaskContext& ctx, std::string_view body) {
   uv_timer_init(ctx.worker.loop, &pending->timer);
   pending->timer.data = pending;
   uv_unref(reinterpret_cast<uv_handle_t*>(&pending->timer));  // does not hold up a stop
-  uv_timer_start(&pending->timer, [](uv_timer_t* t) {
-    auto* p = static_cast<GuestTimer*>(t->data);
-    if (!p->worker->stopping) forceGuestsOffline(*p->worker, p->uniqIds, p->data);
-    uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete static_cast<GuestTimer*>(h->data); });
-  }, uint64_t(req.delay()) * 1000, 0);
+  uv_timer_start(
+      &pending->timer,
+      [](uv_timer_t* t) {
+        auto* p = static_cast<GuestTimer*>(t->data);
+        if (!p->worker->stopping) forceGuestsOffline(*p->worker, p->uniqIds, p->data);
+        uv_close(reinterpret_cast<uv_handle_t*>(t),
+                 [](uv_handle_t* h) { delete static_cast<GuestTimer*>(h->data); });
+      },
+      uint64_t(req.delay()) * 1000, 0);
 }
 
 }  // namespace netsvr

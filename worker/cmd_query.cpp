@@ -42,7 +42,9 @@ const shm::KeySet* findIn(const shm::IndexMap& index, std::string_view name) {
   return it == index.end() ? nullptr : &it->second;
 }
 
-std::string str(const shm::ShmString& s) { return std::string(s.data(), s.size()); }
+std::string str(const shm::ShmString& s) {
+  return std::string(s.data(), s.size());
+}
 
 // Distinct non-empty customerIds of a topic's subscribers in one table.
 void customersOfTopic(const TableData& t, std::string_view topic, std::set<std::string>& out) {
@@ -50,16 +52,20 @@ void customersOfTopic(const TableData& t, std::string_view topic, std::set<std::
   if (!keys) return;
   for (uint64_t key : *keys) {
     auto it = t.conns.find(key);
-    if (it != t.conns.end() && !it->second.customerId.empty()) out.insert(str(it->second.customerId));
+    if (it != t.conns.end() && !it->second.customerId.empty())
+      out.insert(str(it->second.customerId));
   }
 }
 
 // Topics that exist anywhere, with their distinct customerIds over all workers.
-std::map<std::string, std::set<std::string>> topicCustomers(TaskContext& ctx, const std::vector<std::string>& topics, bool all) {
+std::map<std::string, std::set<std::string>> topicCustomers(TaskContext& ctx,
+                                                            const std::vector<std::string>& topics,
+                                                            bool all) {
   std::map<std::string, std::set<std::string>> result;
   ctx.worker.router->forEachTable([&](int, const TableData& t) {
     if (all) {
-      for (const auto& [name, keys] : t.byTopic) customersOfTopic(t, shm::view(name), result[str(name)]);
+      for (const auto& [name, keys] : t.byTopic)
+        customersOfTopic(t, shm::view(name), result[str(name)]);
       return;
     }
     for (const auto& topic : topics)
@@ -81,7 +87,8 @@ void cmdCheckOnline(TaskContext& ctx, std::string_view body) {
   ctx.worker.router->forEachTable([&](int serial, const TableData& t) {
     for (int i = 0; i < req.uniqids_size(); ++i) {
       uint64_t key;
-      if (ctx.worker.router->ownerOf(req.uniqids(i), key) == serial && t.conns.count(key)) found[size_t(i)] = true;
+      if (ctx.worker.router->ownerOf(req.uniqids(i), key) == serial && t.conns.count(key))
+        found[size_t(i)] = true;
     }
   });
   netsvr::checkOnlineResp::CheckOnlineResp resp;
@@ -121,7 +128,8 @@ void cmdUniqIdList(TaskContext& ctx, std::string_view) {
 
 void cmdUniqIdCount(TaskContext& ctx, std::string_view) {
   int64_t count = 0;
-  ctx.worker.router->forEachTable([&](int, const TableData& t) { count += int64_t(t.conns.size()); });
+  ctx.worker.router->forEachTable(
+      [&](int, const TableData& t) { count += int64_t(t.conns.size()); });
   netsvr::uniqIdCountResp::UniqIdCountResp resp;
   resp.set_count(int32_t(count));
   ctx.reply(resp);
@@ -140,7 +148,8 @@ void cmdTopicCount(TaskContext& ctx, std::string_view) {
 }
 
 // Distinct non-empty topics of a request, in a stable order.
-static std::set<std::string> distinctTopics(const google::protobuf::RepeatedPtrField<std::string>& topics) {
+static std::set<std::string> distinctTopics(
+    const google::protobuf::RepeatedPtrField<std::string>& topics) {
   std::set<std::string> out;
   for (const auto& t : topics)
     if (!t.empty()) out.insert(t);
@@ -304,7 +313,8 @@ void cmdLimit(TaskContext& ctx, std::string_view body) {
   auto& control = ctx.worker.control->block();
   // A limiter disabled at start-up stays disabled (§9.3); the burst keeps its start-up value.
   if (req.onopen() > 0 && control.limitOnOpen.load() > 0) control.limitOnOpen = req.onopen();
-  if (req.onmessage() > 0 && control.limitOnMessage.load() > 0) control.limitOnMessage = req.onmessage();
+  if (req.onmessage() > 0 && control.limitOnMessage.load() > 0)
+    control.limitOnMessage = req.onmessage();
   netsvr::limitResp::LimitResp resp;
   resp.set_onopen(control.limitOnOpen.load());
   resp.set_onmessage(control.limitOnMessage.load());

@@ -20,7 +20,9 @@ namespace {
 
 std::once_flag gCurlInitOnce;
 
-CURLM* M(void* p) { return static_cast<CURLM*>(p); }
+CURLM* M(void* p) {
+  return static_cast<CURLM*>(p);
+}
 
 }  // namespace
 
@@ -28,7 +30,8 @@ struct HttpClient::Request {
   uint64_t id = 0;
   CURL* easy = nullptr;
   curl_slist* headers = nullptr;
-  std::string body;  // request body; curl reads it in place (CURLOPT_POSTFIELDS), so it must outlive the transfer
+  std::string body;  // request body; curl reads it in place (CURLOPT_POSTFIELDS), so it must
+                     // outlive the transfer
   std::string resp;  // response body received so far
   std::function<void(HttpResult)> done;
   std::string earlyError;  // failure found inside post(), delivered by deferTimer_
@@ -67,10 +70,13 @@ HttpClient::HttpClient(uv_loop_t* loop) : loop_(loop) {
   curl_multi_setopt(M(multi_), CURLMOPT_MAXCONNECTS, kMaxCachedConnections);
 }
 
-HttpClient::~HttpClient() { shutdown(); }
+HttpClient::~HttpClient() {
+  shutdown();
+}
 
-uint64_t HttpClient::post(const std::string& url, std::string body, const char* contentType, bool acceptProtobuf,
-                          std::chrono::milliseconds deadline, std::function<void(HttpResult)> done) {
+uint64_t HttpClient::post(const std::string& url, std::string body, const char* contentType,
+                          bool acceptProtobuf, std::chrono::milliseconds deadline,
+                          std::function<void(HttpResult)> done) {
   if (shutdown_) return 0;
   const uint64_t id = nextId_++;
   auto owned = std::make_unique<Request>();
@@ -89,7 +95,8 @@ uint64_t HttpClient::post(const std::string& url, std::string body, const char* 
     fail(id, "curl_easy_init failed");
     return id;
   }
-  std::string ct = std::string("Content-Type: ") + (contentType ? contentType : "application/octet-stream");
+  std::string ct =
+      std::string("Content-Type: ") + (contentType ? contentType : "application/octet-stream");
   std::vector<const char*> lines{ct.c_str()};
   // Without acceptProtobuf, "Accept:" removes curl's default "Accept: */*" (Go sends none).
   lines.push_back(acceptProtobuf ? "Accept: application/x-protobuf" : "Accept:");
@@ -105,8 +112,9 @@ uint64_t HttpClient::post(const std::string& url, std::string body, const char* 
     r.headers = h;
   }
 
-  long ms = deadline.count() > 0 ? static_cast<long>(std::min<long long>(deadline.count(), LONG_MAX))
-                                 : static_cast<long>(kDefaultDeadline.count());
+  long ms = deadline.count() > 0
+                ? static_cast<long>(std::min<long long>(deadline.count(), LONG_MAX))
+                : static_cast<long>(kDefaultDeadline.count());
   CURL* e = r.easy;
   curl_easy_setopt(e, CURLOPT_PRIVATE, &r);
   curl_easy_setopt(e, CURLOPT_URL, url.c_str());
@@ -115,7 +123,8 @@ uint64_t HttpClient::post(const std::string& url, std::string body, const char* 
   curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, r.headers);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ms);  // total: resolve + connect + send + receive
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);   // no SIGALRM-based DNS timeouts in a multi-process server
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL,
+                   1L);  // no SIGALRM-based DNS timeouts in a multi-process server
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &HttpClient::onWrite);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, &r);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r.errbuf);
@@ -189,14 +198,17 @@ void HttpClient::shutdown() {
   }
   auto socks = std::move(sockets_);
   sockets_.clear();
-  for (Socket* s : socks) uv_close(reinterpret_cast<uv_handle_t*>(&s->poll), [](uv_handle_t* h) { delete static_cast<Socket*>(h->data); });
+  for (Socket* s : socks)
+    uv_close(reinterpret_cast<uv_handle_t*>(&s->poll),
+             [](uv_handle_t* h) { delete static_cast<Socket*>(h->data); });
   if (multi_) {
     curl_multi_cleanup(M(multi_));  // closes the cached keep-alive connections
     multi_ = nullptr;
   }
   auto closeTimer = [](uv_timer_t*& t) {
     if (!t) return;
-    uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    uv_close(reinterpret_cast<uv_handle_t*>(t),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
     t = nullptr;
   };
   closeTimer(timer_);
@@ -205,7 +217,8 @@ void HttpClient::shutdown() {
 
 // ---- curl -> libuv ----
 
-int HttpClient::onCurlSocket(void* /*easy*/, int fd, int what, void* clientp, void* socketp) noexcept {
+int HttpClient::onCurlSocket(void* /*easy*/, int fd, int what, void* clientp,
+                             void* socketp) noexcept {
   try {
     return static_cast<HttpClient*>(clientp)->handleSocket(fd, what, static_cast<Socket*>(socketp));
   } catch (...) {
@@ -229,7 +242,8 @@ int HttpClient::handleSocket(int fd, int what, Socket* sock) {
     if (int rc = uv_poll_init_socket(loop_, &sock->poll, fd); rc != 0) {
       delete sock;  // never initialised as a handle: plain delete is correct
       // Returning 0 (see onCurlSocket): the transfer fails by its deadline instead.
-      std::fprintf(stderr, "netsvr http client: uv_poll_init_socket(%d): %s\n", fd, uv_strerror(rc));
+      std::fprintf(stderr, "netsvr http client: uv_poll_init_socket(%d): %s\n", fd,
+                   uv_strerror(rc));
       return 0;
     }
     sock->poll.data = sock;
@@ -247,7 +261,8 @@ int HttpClient::handleSocket(int fd, int what, Socket* sock) {
 void HttpClient::closeSocket(Socket* sock) {
   sockets_.erase(sock);
   // uv_close stops polling now (before curl closes the fd); the memory goes in the callback.
-  uv_close(reinterpret_cast<uv_handle_t*>(&sock->poll), [](uv_handle_t* h) { delete static_cast<Socket*>(h->data); });
+  uv_close(reinterpret_cast<uv_handle_t*>(&sock->poll),
+           [](uv_handle_t* h) { delete static_cast<Socket*>(h->data); });
 }
 
 int HttpClient::onCurlTimer(void* /*multi*/, long timeoutMs, void* clientp) noexcept {

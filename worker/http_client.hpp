@@ -50,8 +50,9 @@ class HttpClient {
   // cancel()/shutdown() comes first; it is never called synchronously inside post().
   // `done` may call post()/cancel()/shutdown() but must not destroy the HttpClient.
   // Returns an id > 0; after shutdown() returns 0 and `done` is never called.
-  uint64_t post(const std::string& url, std::string body, const char* contentType, bool acceptProtobuf,
-                std::chrono::milliseconds deadline, std::function<void(HttpResult)> done);
+  uint64_t post(const std::string& url, std::string body, const char* contentType,
+                bool acceptProtobuf, std::chrono::milliseconds deadline,
+                std::function<void(HttpResult)> done);
   // Aborts the request (its connection is closed if mid-transfer); `done` is not called
   // afterwards. Unknown or finished ids are ignored.
   void cancel(uint64_t id);

@@ -25,7 +25,7 @@ constexpr uint32_t kMaxPeerPacket = 256u << 20;  // bytes; far above any busines
 struct PeerLinks::Link {
   uv_pipe_t pipe{};
   PeerLinks* owner = nullptr;
-  int serial = -1;            // peer serial for outbound links, -1 for inbound
+  int serial = -1;  // peer serial for outbound links, -1 for inbound
   uint32_t incarnation = 0;
   PacketDecoder decoder{kMaxPeerPacket};
   bool closing = false;
@@ -34,7 +34,8 @@ struct PeerLinks::Link {
     if (closing) return;
     closing = true;
     owner->forget(this);
-    uv_close(reinterpret_cast<uv_handle_t*>(&pipe), [](uv_handle_t* h) { delete static_cast<Link*>(h->data); });
+    uv_close(reinterpret_cast<uv_handle_t*>(&pipe),
+             [](uv_handle_t* h) { delete static_cast<Link*>(h->data); });
   }
 };
 
@@ -43,7 +44,8 @@ PeerLinks::PeerLinks(Worker& worker) : worker_(worker) {}
 void PeerLinks::start() {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   sockaddr_un addr;
-  socklen_t len = abstractAddress(shm::peerSocketName(worker_.instanceKey, worker_.serial, worker_.incarnation), addr);
+  socklen_t len = abstractAddress(
+      shm::peerSocketName(worker_.instanceKey, worker_.serial, worker_.incarnation), addr);
   if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || listen(fd, 512) != 0)
     throw std::runtime_error(std::string("peer socket: ") + strerror(errno));
   uv_pipe_init(worker_.loop, &listener_, 0);
@@ -84,38 +86,41 @@ void PeerLinks::onConnection(uv_stream_t* server, int status) {
   uv_pipe_init(self->worker_.loop, &link->pipe, 0);
   link->pipe.data = link;
   if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&link->pipe)) != 0) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&link->pipe), [](uv_handle_t* h) { delete static_cast<Link*>(h->data); });
+    uv_close(reinterpret_cast<uv_handle_t*>(&link->pipe),
+             [](uv_handle_t* h) { delete static_cast<Link*>(h->data); });
     return;
   }
   self->all_[link] = true;
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&link->pipe), allocBuffer, [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
-    auto* l = static_cast<Link*>(s->data);
-    if (n > 0) l->decoder.feed(buf->base, size_t(n));
-    free(buf->base);
-    if (n < 0) {
-      l->close();
-      return;
-    }
-    std::string_view payload;
-    for (;;) {
-      auto st = l->decoder.next(payload);
-      if (st == PacketDecoder::Status::NeedMore) break;
-      uint32_t cmd;
-      std::string_view body;
-      if (st == PacketDecoder::Status::TooLarge || !splitCommand(payload, cmd, body)) {
-        LOG_ERROR("peer link: corrupt packet; closing");
-        l->close();
-        return;
-      }
-      try {  // nothing may throw across libuv's C callback
-        l->owner->dispatch(cmd, body);
-      } catch (const std::exception& e) {
-        LOG_ERROR("peer cmd %u failed: %s", cmd, e.what());
-      }
-      if (l->closing) return;
-    }
-    l->decoder.shrinkIfIdle();
-  });
+  uv_read_start(
+      reinterpret_cast<uv_stream_t*>(&link->pipe), allocBuffer,
+      [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+        auto* l = static_cast<Link*>(s->data);
+        if (n > 0) l->decoder.feed(buf->base, size_t(n));
+        free(buf->base);
+        if (n < 0) {
+          l->close();
+          return;
+        }
+        std::string_view payload;
+        for (;;) {
+          auto st = l->decoder.next(payload);
+          if (st == PacketDecoder::Status::NeedMore) break;
+          uint32_t cmd;
+          std::string_view body;
+          if (st == PacketDecoder::Status::TooLarge || !splitCommand(payload, cmd, body)) {
+            LOG_ERROR("peer link: corrupt packet; closing");
+            l->close();
+            return;
+          }
+          try {  // nothing may throw across libuv's C callback
+            l->owner->dispatch(cmd, body);
+          } catch (const std::exception& e) {
+            LOG_ERROR("peer cmd %u failed: %s", cmd, e.what());
+          }
+          if (l->closing) return;
+        }
+        l->decoder.shrinkIfIdle();
+      });
 }
 
 void PeerLinks::dispatch(uint32_t cmd, std::string_view body) {
@@ -147,7 +152,8 @@ void PeerLinks::dispatch(uint32_t cmd, std::string_view body) {
       if (body.size() >= 4)
         worker_.links->deliverFromPeer(readBe32(body.data()), std::string(body.substr(4)));
       break;
-    default: LOG_ERROR("peer link: unknown internal cmd %u", cmd);
+    default:
+      LOG_ERROR("peer link: unknown internal cmd %u", cmd);
   }
 }
 
@@ -163,7 +169,8 @@ PeerLinks::Link* PeerLinks::outboundTo(int serial) {
   if (state != shm::WorkerState::Running && state != shm::WorkerState::Draining) return nullptr;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un addr;
-  socklen_t len = abstractAddress(shm::peerSocketName(worker_.instanceKey, serial, incarnation), addr);
+  socklen_t len =
+      abstractAddress(shm::peerSocketName(worker_.instanceKey, serial, incarnation), addr);
   // A local stream connect completes at once (or fails at once); blocking is harmless here.
   if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
     LOG_WARN("peer link to worker serial %d: %s", serial, strerror(errno));
@@ -179,10 +186,11 @@ PeerLinks::Link* PeerLinks::outboundTo(int serial) {
   link->pipe.data = link;
   uv_pipe_open(&link->pipe, fd);
   // Outbound links carry no replies yet; reading only notices when the peer goes away.
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&link->pipe), allocBuffer, [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
-    free(buf->base);
-    if (n < 0) static_cast<Link*>(s->data)->close();
-  });
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&link->pipe), allocBuffer,
+                [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+                  free(buf->base);
+                  if (n < 0) static_cast<Link*>(s->data)->close();
+                });
   outbound_[serial] = link;
   all_[link] = true;
   return link;
@@ -207,14 +215,16 @@ bool PeerLinks::send(int serial, uint32_t cmd, std::string_view head, std::strin
   write->req.data = write;
   uv_buf_t buf = uv_buf_init(write->data.data(), unsigned(write->data.size()));
   queued_ += write->data.size();
-  int rc = uv_write(&write->req, reinterpret_cast<uv_stream_t*>(&link->pipe), &buf, 1, [](uv_write_t* req, int) {
-    auto* w = static_cast<Write*>(req->data);
-    PeerLinks* owner = w->owner;
-    size_t before = owner->queued_;
-    owner->queued_ -= w->data.size();
-    delete w;
-    if (before >= kPeerLowWater && owner->queued_ < kPeerLowWater) onPeersDrained(owner->worker_);
-  });
+  int rc = uv_write(&write->req, reinterpret_cast<uv_stream_t*>(&link->pipe), &buf, 1,
+                    [](uv_write_t* req, int) {
+                      auto* w = static_cast<Write*>(req->data);
+                      PeerLinks* owner = w->owner;
+                      size_t before = owner->queued_;
+                      owner->queued_ -= w->data.size();
+                      delete w;
+                      if (before >= kPeerLowWater && owner->queued_ < kPeerLowWater)
+                        onPeersDrained(owner->worker_);
+                    });
   if (rc != 0) {
     queued_ -= write->data.size();
     delete write;

@@ -20,9 +20,9 @@ enum PeerCmd : uint32_t {
   // body: [u32 sender serial][u32 request id][task payload: cmd + protobuf] to run on the
   // receiver's clients; a request id other than 0 asks for a kPeerAck once it is applied.
   kPeerTask = 1,
-  kPeerEvent = 2,  // body: [u32 linkId][framed event packet] for one of the receiver's links
-  kPeerAck = 3,    // body: [u32 request id]
-  kPeerClosed = 4, // body: a ConnClose of a dead worker's client, to send to the business
+  kPeerEvent = 2,   // body: [u32 linkId][framed event packet] for one of the receiver's links
+  kPeerAck = 3,     // body: [u32 request id]
+  kPeerClosed = 4,  // body: a ConnClose of a dead worker's client, to send to the business
 };
 
 class PeerLinks {

@@ -17,7 +17,8 @@ int Router::ownerOf(std::string_view uniqId, uint64_t& key) const {
 }
 
 bool Router::isLive(int serial) const {
-  auto state = shm::WorkerState((*worker_.control)->workers[serial].state.load(std::memory_order_acquire));
+  auto state =
+      shm::WorkerState((*worker_.control)->workers[serial].state.load(std::memory_order_acquire));
   return state == shm::WorkerState::Running || state == shm::WorkerState::Draining;
 }
 
@@ -27,9 +28,11 @@ shm::ConnTable* Router::tableOf(int serial) {
   Remote& remote = remotes_[serial];
   if (!remote.table || remote.incarnation != incarnation) {
     std::string error;
-    remote.table = shm::ConnTable::open(shm::workerSegmentName(worker_.instanceKey, serial), false, error);
+    remote.table =
+        shm::ConnTable::open(shm::workerSegmentName(worker_.instanceKey, serial), false, error);
     remote.incarnation = incarnation;
-    if (!remote.table) LOG_WARN("cannot read the table of worker serial %d: %s", serial, error.c_str());
+    if (!remote.table)
+      LOG_WARN("cannot read the table of worker serial %d: %s", serial, error.c_str());
   }
   return remote.table.get();
 }

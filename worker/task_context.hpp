@@ -24,7 +24,7 @@ struct Conn;
 
 struct TaskContext {
   Worker& worker;
-  BizLink* link;             // nullptr when a peer forwarded the payload
+  BizLink* link;  // nullptr when a peer forwarded the payload
   uint32_t cmd;
   std::string_view payload;  // cmd + body, forwarded as is
 

@@ -23,7 +23,8 @@ void TaskContext::forwardToOwners(const Range& uniqIds, bool ack) {
   for (const auto& id : uniqIds) {
     uint64_t key;
     int owner = worker.router->ownerOf(id, key);
-    if (owner < 0 || owner == worker.serial || seen[owner] || !worker.router->isLive(owner)) continue;
+    if (owner < 0 || owner == worker.serial || seen[owner] || !worker.router->isLive(owner))
+      continue;
     seen[owner] = true;
     forward(owner, ack);
   }
@@ -55,7 +56,8 @@ void forEachLocalOfTopic(Worker& w, std::string_view topic, F&& f) {
 template <class Range>
 bool indexHasAny(const shm::IndexMap& index, const Range& names) {
   for (const auto& name : names)
-    if (!name.empty() && index.find(std::string_view(name), shm::StableHash(), shm::StringEqual()) != index.end())
+    if (!name.empty() &&
+        index.find(std::string_view(name), shm::StableHash(), shm::StringEqual()) != index.end())
       return true;
   return false;
 }

@@ -86,14 +86,17 @@ void resumeLater(Worker& worker, uint32_t linkId) {
     gResumeTimer->data = &worker;
     uv_unref(reinterpret_cast<uv_handle_t*>(gResumeTimer));
   }
-  uv_timer_start(gResumeTimer, [](uv_timer_t* t) {
-    auto& w = *static_cast<Worker*>(t->data);
-    std::vector<uint32_t> ids;
-    ids.swap(gToResume);
-    for (uint32_t id : ids)
-      if (!gWaitingPerLink.count(id))
-        if (BizLink* link = w.links->find(id)) link->resume();
-  }, 0, 0);
+  uv_timer_start(
+      gResumeTimer,
+      [](uv_timer_t* t) {
+        auto& w = *static_cast<Worker*>(t->data);
+        std::vector<uint32_t> ids;
+        ids.swap(gToResume);
+        for (uint32_t id : ids)
+          if (!gWaitingPerLink.count(id))
+            if (BizLink* link = w.links->find(id)) link->resume();
+      },
+      0, 0);
 }
 
 void release(Worker& worker, uint32_t requestId) {
@@ -138,7 +141,9 @@ void TaskContext::forward(int serial, bool ack) {
       uv_timer_init(worker.loop, gWaitTimer);
       gWaitTimer->data = &worker;
       uv_unref(reinterpret_cast<uv_handle_t*>(gWaitTimer));
-      uv_timer_start(gWaitTimer, [](uv_timer_t* t) { checkWaitTimeouts(*static_cast<Worker*>(t->data)); }, 1000, 1000);
+      uv_timer_start(
+          gWaitTimer, [](uv_timer_t* t) { checkWaitTimeouts(*static_cast<Worker*>(t->data)); },
+          1000, 1000);
     }
   }
 }
@@ -168,7 +173,9 @@ void runForwardedTask(Worker& worker, std::string_view payload) {
   spec->handler(ctx, body);
 }
 
-void onPeerAck(Worker& worker, uint32_t requestId) { release(worker, requestId); }
+void onPeerAck(Worker& worker, uint32_t requestId) {
+  release(worker, requestId);
+}
 
 void onPeerGone(Worker& worker, int serial) {
   std::vector<uint32_t> ids;

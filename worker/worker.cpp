@@ -19,9 +19,13 @@
 
 namespace netsvr {
 
-UniqIdParts Worker::nextUniqId() { return uniqIds->next(uint32_t(time(nullptr))); }
+UniqIdParts Worker::nextUniqId() {
+  return uniqIds->next(uint32_t(time(nullptr)));
+}
 
-std::string Worker::uniqIdOf(uint64_t key) const { return uniqIdFromKey(uniqIdPrefix, key); }
+std::string Worker::uniqIdOf(uint64_t key) const {
+  return uniqIdFromKey(uniqIdPrefix, key);
+}
 
 namespace {
 bool takeToken(shm::SharedBucket& shared, int32_t rate) {
@@ -32,11 +36,13 @@ bool takeToken(shm::SharedBucket& shared, int32_t rate) {
 }  // namespace
 
 bool Worker::allowOpen() const {
-  return takeToken((*control)->onOpenBucket, (*control)->limitOnOpen.load(std::memory_order_relaxed));
+  return takeToken((*control)->onOpenBucket,
+                   (*control)->limitOnOpen.load(std::memory_order_relaxed));
 }
 
 bool Worker::allowMessage() const {
-  return takeToken((*control)->onMessageBucket, (*control)->limitOnMessage.load(std::memory_order_relaxed));
+  return takeToken((*control)->onMessageBucket,
+                   (*control)->limitOnMessage.load(std::memory_order_relaxed));
 }
 
 int64_t Worker::onlineSockets() const {
@@ -79,7 +85,9 @@ class WorkerProcess {
     uv_timer_init(&loop_, &meterTimer_);
     meterTimer_.data = this;
     uint64_t tickMs = uint64_t(kMeterTickSeconds * 1000);
-    uv_timer_start(&meterTimer_, [](uv_timer_t* t) { static_cast<WorkerProcess*>(t->data)->tickMeters(); }, tickMs, tickMs);
+    uv_timer_start(
+        &meterTimer_, [](uv_timer_t* t) { static_cast<WorkerProcess*>(t->data)->tickMeters(); },
+        tickMs, tickMs);
     peers_.start();
     links_.start();
     ws_.start();
@@ -121,11 +129,14 @@ class WorkerProcess {
     ws_.stopAccepting();
     auto drain = w_.config.reloadDrainTime.count();
     if (drain > 0) {
-      uv_timer_start(&drainLimit_, [](uv_timer_t* t) {
-        auto* self = static_cast<WorkerProcess*>(t->data);
-        LOG_INFO("ReloadDrainTime over: closing the remaining clients with 1012");
-        self->ws_.closeAll(1012, "service restart");
-      }, uint64_t(drain), 0);
+      uv_timer_start(
+          &drainLimit_,
+          [](uv_timer_t* t) {
+            auto* self = static_cast<WorkerProcess*>(t->data);
+            LOG_INFO("ReloadDrainTime over: closing the remaining clients with 1012");
+            self->ws_.closeAll(1012, "service restart");
+          },
+          uint64_t(drain), 0);
     }
     ws_.whenEmpty([](void* arg) { static_cast<WorkerProcess*>(arg)->clientsGone(); }, this);
   }
@@ -154,10 +165,13 @@ class WorkerProcess {
     drainStartedMs_ = uv_now(&loop_);
     if (w_.draining && !w_.stopping && w_.info().bizLinks.load() > 0) {
       // Hold first: another worker must never see "no receiver" without also seeing the hold.
-      links_.holdEventsWhileBusinessReconnects(links_.registeredEvents());  // it reconnects to the new generation
+      links_.holdEventsWhileBusinessReconnects(
+          links_.registeredEvents());  // it reconnects to the new generation
       links_.withdrawFromRegistry();
     }
-    uv_timer_start(&drainTimer_, [](uv_timer_t* t) { static_cast<WorkerProcess*>(t->data)->drainTick(); }, 0, 10);
+    uv_timer_start(
+        &drainTimer_, [](uv_timer_t* t) { static_cast<WorkerProcess*>(t->data)->drainTick(); }, 0,
+        10);
   }
 
   bool othersQuiet() const {
@@ -165,7 +179,9 @@ class WorkerProcess {
       if (serial == w_.serial) continue;
       const auto& info = (*w_.control)->workers[serial];
       auto state = shm::WorkerState(info.state.load());
-      if (state != shm::WorkerState::Free && state != shm::WorkerState::Exited && !info.quiet.load()) return false;
+      if (state != shm::WorkerState::Free && state != shm::WorkerState::Exited &&
+          !info.quiet.load())
+        return false;
     }
     return true;
   }
@@ -178,13 +194,18 @@ class WorkerProcess {
     // ConnClose events may wait for OnClose callbacks, which have their own deadline, and events
     // held for a reconnecting business wait for it.
     uint64_t limitMs = kFlushLimitMs;
-    if (!w_.config.customer.onCloseCallbackApi.empty()) limitMs += uint64_t(w_.config.customer.callbackApiDeadline.count());
+    if (!w_.config.customer.onCloseCallbackApi.empty())
+      limitMs += uint64_t(w_.config.customer.callbackApiDeadline.count());
     if (links_.heldEvents()) limitMs += BizLinks::kHoldWindowMs;
-    bool quiet = flushed() && http_->inFlight() == 0 && peers_.queuedBytes() == 0 && links_.heldEvents() == 0;
+    bool quiet = flushed() && http_->inFlight() == 0 && peers_.queuedBytes() == 0 &&
+                 links_.heldEvents() == 0;
     if (now - lastReportMs_ >= 1000) {
       lastReportMs_ = now;
-      LOG_DEBUG("closing: business writes pending %zu B, callbacks %zu, peer writes %zu B, held events %zu, others quiet %d",
-               links_.pendingWriteBytes(), http_->inFlight(), peers_.queuedBytes(), links_.heldEvents(), int(othersQuiet()));
+      LOG_DEBUG(
+          "closing: business writes pending %zu B, callbacks %zu, peer writes %zu B, held events "
+          "%zu, others quiet %d",
+          links_.pendingWriteBytes(), http_->inFlight(), peers_.queuedBytes(), links_.heldEvents(),
+          int(othersQuiet()));
     }
     bool done = false;
     if (!quiet) {
@@ -195,7 +216,8 @@ class WorkerProcess {
     } else if (!graceStartedMs_) {
       w_.info().quiet = 1;
       if (!quietSinceMs_) quietSinceMs_ = now;
-      if (!w_.stopping || othersQuiet() || now - quietSinceMs_ > kOthersLimitMs) graceStartedMs_ = now;
+      if (!w_.stopping || othersQuiet() || now - quietSinceMs_ > kOthersLimitMs)
+        graceStartedMs_ = now;
     } else {
       done = now - graceStartedMs_ >= kGraceMs;
     }
@@ -275,7 +297,8 @@ int runWorker(const WorkerOptions& options) {
   log::Level level;
   log::parseLevel(w.config.logLevel, level);
   log::setLevel(level);
-  log::setProcessTag("worker " + std::to_string(options.slot) + "/" + std::to_string(options.serial));
+  log::setProcessTag("worker " + std::to_string(options.slot) + "/" +
+                     std::to_string(options.serial));
   if (w.config.logFile.empty())
     if (const char* daemonLog = getenv("NETSVR_LOG_FILE")) w.config.logFile = daemonLog;
   if (!w.config.logFile.empty()) log::openFile(w.config.logFile);
@@ -304,8 +327,9 @@ int runWorker(const WorkerOptions& options) {
   char prefix[16];
   snprintf(prefix, sizeof prefix, "%08x%04x", w.config.task.address.ip, w.config.task.address.port);
   w.uniqIdPrefix = prefix;
-  w.uniqIds = std::make_unique<UniqIdGenerator>(w.config.task.address.ip, w.config.task.address.port,
-                                                uint8_t(w.serial), std::random_device{}());
+  w.uniqIds =
+      std::make_unique<UniqIdGenerator>(w.config.task.address.ip, w.config.task.address.port,
+                                        uint8_t(w.serial), std::random_device{}());
   try {
     WorkerProcess process(w);
     return process.run();

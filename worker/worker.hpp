@@ -50,8 +50,8 @@ struct Worker {
   std::unique_ptr<shm::ConnTable> table;  // this worker's own routing table (single writer)
   std::string uniqIdPrefix;               // 12 hex chars: task IPv4 and port
   bool stopping = false;
-  bool draining = false;   // an older generation after a reload: no new connections
-  int listenSets = 1;      // inherited socket sets (see kFirstListenFd)
+  bool draining = false;  // an older generation after a reload: no new connections
+  int listenSets = 1;     // inherited socket sets (see kFirstListenFd)
   int clientListenFd(int set) const { return kFirstListenFd + 3 * set; }
   int workerListenFd(int set) const { return kFirstListenFd + 3 * set + 1; }
   int taskListenFd(int set) const { return kFirstListenFd + 3 * set + 2; }
@@ -77,6 +77,5 @@ struct Worker {
   bool allowOpen() const;
   bool allowMessage() const;
 };
-
 
 }  // namespace netsvr

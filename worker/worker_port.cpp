@@ -12,9 +12,11 @@
 namespace netsvr {
 namespace {
 
-constexpr int32_t kEventBits = int32_t(Event::OnOpen) | int32_t(Event::OnClose) | int32_t(Event::OnMessage);
+constexpr int32_t kEventBits =
+    int32_t(Event::OnOpen) | int32_t(Event::OnClose) | int32_t(Event::OnMessage);
 
-void replyRegister(BizLink& link, netsvr::registerResp::RegisterRespCode code, const std::string& connId) {
+void replyRegister(BizLink& link, netsvr::registerResp::RegisterRespCode code,
+                   const std::string& connId) {
   netsvr::registerResp::RegisterResp resp;
   resp.set_code(code);
   resp.set_message(netsvr::registerResp::RegisterRespCode_Name(code));
@@ -65,9 +67,14 @@ void onUnregister(BizLinks& links, BizLink& link, std::string_view body) {
 
 bool handleWorkerPortPacket(BizLinks& links, BizLink& link, uint32_t cmd, std::string_view body) {
   switch (cmd) {
-    case netsvr::cmd::Register: onRegister(links, link, body); return true;
-    case netsvr::cmd::Unregister: onUnregister(links, link, body); return true;
-    default: return false;
+    case netsvr::cmd::Register:
+      onRegister(links, link, body);
+      return true;
+    case netsvr::cmd::Unregister:
+      onUnregister(links, link, body);
+      return true;
+    default:
+      return false;
   }
 }
 

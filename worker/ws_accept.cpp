@@ -84,7 +84,8 @@ void WsServer::onPeekable(uv_poll_t* handle, int status, int) {
   ssize_t n = status == 0 ? recv(pending->fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT) : -1;
   if (n < 0 && (errno == EAGAIN || errno == EINTR) && status == 0) return;
   if (n > 0) {
-    conn->handshake->rawQueryKnown = rawQueryOf(std::string_view(buf, size_t(n)), conn->handshake->rawQuery);
+    conn->handshake->rawQueryKnown =
+        rawQueryOf(std::string_view(buf, size_t(n)), conn->handshake->rawQuery);
   } else {
     pending->adopt = false;  // closed before sending anything
   }
@@ -144,7 +145,8 @@ void WsServer::adopt(Conn* conn, int fd) {
 
 void WsServer::stopAccepting() {
   for (uv_poll_t* poll : acceptPolls_)
-    uv_close(reinterpret_cast<uv_handle_t*>(poll), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    uv_close(reinterpret_cast<uv_handle_t*>(poll),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
   acceptPolls_.clear();
 }
 

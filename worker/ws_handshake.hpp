@@ -18,10 +18,10 @@ struct Handshake {
   std::string xForwardedFor;
   std::string xRealIp;
   std::string remoteAddr;
-  uint64_t acceptedAtMs = 0;  // uv_now() at accept
-  uv_poll_t* peekPoll = nullptr;  // set while waiting for the request line, before adoption
-  std::string connOpen;           // the serialized ConnOpen, sent after opening
-  uint64_t callbackId = 0;        // pending OnOpenCallbackApi request
+  uint64_t acceptedAtMs = 0;         // uv_now() at accept
+  uv_poll_t* peekPoll = nullptr;     // set while waiting for the request line, before adoption
+  std::string connOpen;              // the serialized ConnOpen, sent after opening
+  uint64_t callbackId = 0;           // pending OnOpenCallbackApi request
   std::vector<std::string> waiting;  // client messages received while the callback is pending
 };
 
