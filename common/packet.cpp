@@ -4,10 +4,11 @@ namespace netsvr {
 
 void appendPacket(std::string& out, uint32_t cmd, std::string_view body) {
   size_t at = out.size();
-  out.resize(at + kLengthSize + kCmdSize + body.size());
+  out.reserve(at + kLengthSize + kCmdSize + body.size());
+  out.resize(at + kLengthSize + kCmdSize);  // zero-fills the 8-byte header only
   writeBe32(out.data() + at, uint32_t(kCmdSize + body.size()));
   writeBe32(out.data() + at + kLengthSize, cmd);
-  if (!body.empty()) out.replace(at + kLengthSize + kCmdSize, body.size(), body);
+  out.append(body);
 }
 
 std::string encodePacket(uint32_t cmd, std::string_view body) {

@@ -99,8 +99,8 @@ class Master {
   uv_signal_t signals_[6]{};
   uv_timer_t tick_{};
   std::vector<Child> children_;
-  std::unordered_map<pid_t, int> announcers_;
-  std::vector<std::pair<int, uint64_t>> respawnAt_;  // slot, loop time (ms) of a delayed respawn  // pid -> serial of the dead worker it reads
+  std::unordered_map<pid_t, int> announcers_;        // pid -> serial of the dead worker it reads
+  std::vector<std::pair<int, uint64_t>> respawnAt_;  // slot, loop time (ms) of a delayed respawn
   uint32_t generation_ = 1;
   int nextSerial_ = 0;
   bool stopping_ = false;

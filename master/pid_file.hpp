@@ -15,9 +15,9 @@ class PidFile {
   ~PidFile();  // removes the file
   PidFile(const PidFile&) = delete;
   PidFile& operator=(const PidFile&) = delete;
-  void rewrite();  // after daemonising, the pid changed
 
  private:
+  void rewrite();  // writes our pid over the file's content
   std::string path_;
   int fd_ = -1;
 };

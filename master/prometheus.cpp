@@ -136,7 +136,8 @@ void PrometheusEndpoint::onConnection(uv_stream_t* server, int status) {
                                 std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
                   uv_buf_t out = uv_buf_init(c->response.data(), unsigned(c->response.size()));
                   c->write.data = c;
-                  uv_write(&c->write, s, &out, 1, [](uv_write_t* w, int) { closeClient(static_cast<Client*>(w->data)); });
+                  if (uv_write(&c->write, s, &out, 1, [](uv_write_t* w, int) { closeClient(static_cast<Client*>(w->data)); }) != 0)
+                    closeClient(c);  // no callback will come
                 });
 }
 

@@ -1,5 +1,7 @@
 // Fire-and-forget deliveries (PROTOCOL.md §4.4, class A). Each crosses once to each worker that
 // holds targets, and each worker frames a shared message once for all of its clients.
+#include <unordered_set>
+
 #include "broadcast.pb.h"
 #include "common/bulk_pairs.hpp"
 #include "multicast.pb.h"
@@ -57,9 +59,9 @@ void cmdMulticastByCustomerId(TaskContext& ctx, std::string_view body) {
   ctx.forwardWhere(
       [&](const shm::TableData& t) { return indexHasAny(t.byCustomer, req.customerids()); }, false);
   std::vector<std::string_view> distinct;
+  std::unordered_set<std::string_view> seen;
   for (const auto& id : req.customerids())
-    if (!id.empty() && std::find(distinct.begin(), distinct.end(), id) == distinct.end())
-      distinct.push_back(id);
+    if (!id.empty() && seen.insert(id).second) distinct.push_back(id);
   Shared shared(req.data());
   for (auto id : distinct)
     forEachLocalOfCustomer(ctx.worker, id,

@@ -60,7 +60,7 @@ void PeerLinks::stop() {
   if (listening_) uv_close(reinterpret_cast<uv_handle_t*>(&listener_), nullptr);
   listening_ = false;
   std::vector<Link*> links;
-  for (auto& [link, _] : all_) links.push_back(link);
+  links.assign(all_.begin(), all_.end());
   for (Link* link : links) link->close();
 }
 
@@ -90,7 +90,7 @@ void PeerLinks::onConnection(uv_stream_t* server, int status) {
              [](uv_handle_t* h) { delete static_cast<Link*>(h->data); });
     return;
   }
-  self->all_[link] = true;
+  self->all_.insert(link);
   uv_read_start(
       reinterpret_cast<uv_stream_t*>(&link->pipe), allocBuffer,
       [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
@@ -192,7 +192,7 @@ PeerLinks::Link* PeerLinks::outboundTo(int serial) {
                   if (n < 0) static_cast<Link*>(s->data)->close();
                 });
   outbound_[serial] = link;
-  all_[link] = true;
+  all_.insert(link);
   return link;
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "common/packet.hpp"
 
@@ -51,7 +52,7 @@ class PeerLinks {
   uv_pipe_t listener_{};
   bool listening_ = false;
   std::unordered_map<int, Link*> outbound_;  // by peer serial
-  std::unordered_map<Link*, bool> all_;
+  std::unordered_set<Link*> all_;
   size_t queued_ = 0;
 };
 

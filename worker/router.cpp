@@ -37,9 +37,4 @@ shm::ConnTable* Router::tableOf(int serial) {
   return remote.table.get();
 }
 
-void Router::forwardToOthers(std::string_view payload) {
-  for (int serial = 0; serial < kMaxWorkerSerials; ++serial)
-    if (serial != worker_.serial && isLive(serial)) worker_.peers->sendTask(serial, 0, payload);
-}
-
 }  // namespace netsvr

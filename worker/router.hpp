@@ -32,8 +32,6 @@ class Router {
       if (table) table->read([&](const shm::TableData& data) { f(serial, data); });
     }
   }
-  // Sends a task payload to every other live worker.
-  void forwardToOthers(std::string_view payload);
 
  private:
   shm::ConnTable* tableOf(int serial);

@@ -19,7 +19,7 @@ void TaskContext::forwardWhere(Pred&& pred, bool ack) {
 template <class Range>
 void TaskContext::forwardToOwners(const Range& uniqIds, bool ack) {
   if (!routing()) return;
-  bool seen[256] = {};
+  bool seen[kMaxWorkerSerials] = {};
   for (const auto& id : uniqIds) {
     uint64_t key;
     int owner = worker.router->ownerOf(id, key);
@@ -30,15 +30,15 @@ void TaskContext::forwardToOwners(const Range& uniqIds, bool ack) {
   }
 }
 
-// Calls f(Conn&) for each open local connection listed in index[name]. The keys are copied
-// first: delivering may close a connection, which edits the index.
+// Calls f(Conn&) for each open local connection listed in index[name]. f may deliver and close
+// politely, which never edits the table (WsServer: only a connection's end does), so the index
+// is walked in place.
 template <class F>
 void forEachLocalIn(Worker& w, const shm::IndexMap& index, std::string_view name, F&& f) {
   if (name.empty()) return;
   auto it = index.find(name, shm::StableHash(), shm::StringEqual());
   if (it == index.end()) return;
-  std::vector<uint64_t> keys(it->second.begin(), it->second.end());
-  for (uint64_t key : keys)
+  for (uint64_t key : it->second)
     if (Conn* conn = w.ws->findOpen(key)) f(*conn);
 }
 

@@ -151,8 +151,6 @@ class WorkerProcess {
     ws_.stop([](void* arg) { static_cast<WorkerProcess*>(arg)->clientsGone(); }, this);
   }
 
-  // Every client is closed and its ConnClose queued: give the business links a moment to
-  // flush, then close everything so the loop ends.
   // Every client is gone and its ConnClose is queued. Before the business links close, every
   // event already on its way to them must be delivered:
   //  1. quiesce: our own writes (business links, peers, callbacks) are done; a draining worker

@@ -86,6 +86,8 @@ class WsServer {
   // Second half of the lws shutdown dance (must run outside the loop, see LWS-NOTES.md).
   void destroyContext();
 
+  // deliver() and closePolitely() only queue and change the phase: they never free a connection
+  // nor edit the routing table, so callers may walk the table's indexes while calling them.
   // Queues a data frame (Customer.SendMessageType) unless the connection is closing.
   void deliver(Conn& conn, OutMessage* message);
   void deliver(Conn& conn, std::string_view data);
@@ -124,6 +126,7 @@ class WsServer {
   // Writes queued frames until the queue is empty or the socket takes no more (then asks lws for
   // POLLOUT); several frames go out corked, as one TCP segment where they fit. -1: write failed.
   int writeQueued(Conn& conn);
+  void enqueue(Conn& conn, OutMessage* message);
   void flushDirty();
   void writeFailed(Conn& conn);
   void freeConn(Conn* conn);

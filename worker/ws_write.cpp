@@ -61,14 +61,9 @@ void WsServer::deliver(Conn& conn, OutMessage* message) {
       writeFailed(conn);
     return;
   }
-  auto* node = new Conn::OutNode{message, nullptr};
   ++message->refs;
   bool wasEmpty = !conn.outHead;
-  if (conn.outTail)
-    conn.outTail->next = node;
-  else
-    conn.outHead = node;
-  conn.outTail = node;
+  enqueue(conn, message);
   conn.queuedBytes += message->size;
   if (conn.flags & Conn::FlushDue) {
     // A burst to one client: hand it to the kernel now rather than holding it all until the end
@@ -158,6 +153,16 @@ int WsServer::writeQueued(Conn& conn) {
   return 0;
 }
 
+// Appends a message (one reference, the caller's) at the tail of the connection's queue.
+void WsServer::enqueue(Conn& conn, OutMessage* message) {
+  auto* node = new Conn::OutNode{message, nullptr};
+  if (conn.outTail)
+    conn.outTail->next = node;
+  else
+    conn.outHead = node;
+  conn.outTail = node;
+}
+
 void WsServer::deliver(Conn& conn, std::string_view data) {
   OutMessage* message = OutMessage::make(data);
   deliver(conn, message);
@@ -172,12 +177,7 @@ void WsServer::closePolitely(Conn& conn, uint16_t code, std::string_view reason)
   payload.push_back(char(code >> 8));
   payload.push_back(char(code & 0xFF));
   payload.append(reason.substr(0, 123));
-  auto* node = new Conn::OutNode{OutMessage::make(payload, true), nullptr};
-  if (conn.outTail)
-    conn.outTail->next = node;
-  else
-    conn.outHead = node;
-  conn.outTail = node;
+  enqueue(conn, OutMessage::make(payload, true));
   lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, kCloseGraceSeconds);
   lws_callback_on_writable(conn.wsi);
 }
