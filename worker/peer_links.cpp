@@ -14,6 +14,7 @@
 #include "worker/biz_link.hpp"
 #include "worker/router.hpp"
 #include "worker/worker.hpp"
+#include "worker/ws_server.hpp"
 
 namespace netsvr {
 namespace {
@@ -143,7 +144,7 @@ void PeerLinks::dispatch(uint32_t cmd, std::string_view body) {
     }
     case kPeerClosed:
       worker_.mark(2);
-      worker_.links->emitEvent(Event::OnClose, netsvr::cmd::ConnClose, std::string(body));
+      worker_.ws->reportClosed(std::string(body));  // a crashed worker's client (announcer)
       break;
     case kPeerAck:
       if (body.size() >= 4) onPeerAck(worker_, readBe32(body.data()));

@@ -386,7 +386,11 @@ void WsServer::closedConnection(Conn& conn) {
   close.set_customerid(snapshot.customerId);
   close.set_session(snapshot.session);
   for (auto& t : snapshot.topics) close.add_topics(std::move(t));
-  std::string body = close.SerializeAsString();
+  reportClosed(close.SerializeAsString());
+}
+
+void WsServer::reportClosed(std::string body) {
+  const auto& cfg = worker_.config.customer;
   if (cfg.onCloseCallbackApi.empty()) {
     worker_.links->emitEvent(Event::OnClose, netsvr::cmd::ConnClose, body);
     return;

@@ -91,6 +91,9 @@ class WsServer {
   // Queues a data frame (Customer.SendMessageType) unless the connection is closing.
   void deliver(Conn& conn, OutMessage* message);
   void deliver(Conn& conn, std::string_view data);
+  // A connection's end, given its serialized ConnClose: OnCloseCallbackApi if configured, then
+  // the ConnClose event (§8.2). Also for the clients of a crashed worker (announcer).
+  void reportClosed(std::string body);
   // Close frame, then the TCP connection at the latest 2 s later (PROTOCOL.md §6.8).
   void closePolitely(Conn& conn, uint16_t code, std::string_view reason);
   // The connection with this key if it lives on this worker and completed opening.

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.server
+import os
+import signal
 import threading
 import time
 from typing import Callable, Optional
@@ -380,6 +382,25 @@ def test_close_callback_for_every_opened_connection(gateway_factory, ws, cb):
     biz.expect_silent(0.5)
     assert len(cb.requests("/onclose")) == len(clients)
     assert cb.requests("/onopen") == []
+
+
+def test_close_callback_for_the_clients_of_a_crashed_worker(gateway_factory, ws, cb):
+    """A worker killed with SIGKILL closes nothing itself: the gateway announces each of its
+    clients' ends, and each goes the same way as a normal close, OnCloseCallbackApi then the
+    ConnClose event."""
+    gw = _callback_gateway(gateway_factory, cb, on_open=False)
+    biz = gw.business(events=3)
+    clients = h.open_spread(gw, ws, biz, min_total=4)
+    # the victim holds clients but not the business link, which must see the ConnClose events
+    victim = next(w for w in gw.status()["workers"] if w["links"] == 0)
+    lost = {c.uniq_id for c in clients if c.slot == victim["slot"]}
+    assert lost
+    os.kill(victim["pid"], signal.SIGKILL)
+    recs = cb.wait_requests("/onclose", len(lost))
+    assert sorted(r.conn_close().uniqId for r in recs) == sorted(lost)
+    closes = [biz.recv_msg(Cmd.ConnClose, pb.ConnClose) for _ in lost]
+    assert {e.uniqId for e in closes} == lost
+    assert len(cb.requests("/onclose")) == len(lost), "one callback per lost client, no more"
 
 
 def test_many_pending_callbacks_do_not_slow_other_clients(gateway_factory, ws, cb):
