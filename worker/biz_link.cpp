@@ -32,8 +32,9 @@ bool BizLink::accept(uv_stream_t* server) {
   uv_loop_t* loop = owner_.worker.loop;
   uv_tcp_init(loop, &tcp_);
   uv_timer_init(loop, &deadline_);
-  tcp_.data = deadline_.data = this;
-  openHandles_ = 2;
+  uv_timer_init(loop, &sendDeadline_);
+  tcp_.data = deadline_.data = sendDeadline_.data = this;
+  openHandles_ = 3;
   if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&tcp_)) != 0) {
     close();
     return false;
@@ -69,6 +70,24 @@ void BizLink::onDeadline(uv_timer_t* timer) {
   auto* link = static_cast<BizLink*>(timer->data);
   LOG_INFO("%s link %u: no packet within the read deadline; closing",
            link->port == Port::Worker ? "worker" : "task", link->id);
+  link->close();
+}
+
+// Worker.SendDeadline / Task.SendDeadline (PROTOCOL.md §2.4): while packets wait for the kernel,
+// each completed write restarts the clock; when none completes for that long, the business is
+// not reading and the link is closed (metric 10). A packet may be half written by then, so the
+// link cannot be kept as Go keeps it after a write that wrote nothing.
+void BizLink::armSendDeadline() {
+  const Config& c = owner_.worker.config;
+  auto ms = port == Port::Worker ? c.worker.sendDeadline : c.task.sendDeadline;
+  uv_timer_start(&sendDeadline_, onSendDeadline, uint64_t(ms.count()), 0);
+}
+
+void BizLink::onSendDeadline(uv_timer_t* timer) {
+  auto* link = static_cast<BizLink*>(timer->data);
+  LOG_WARN("%s link %u: %zu bytes not taken by the business within the send deadline; closing",
+           link->port == Port::Worker ? "worker" : "task", link->id, link->pendingWriteBytes());
+  link->owner_.worker.mark(10);
   link->close();
 }
 
@@ -174,11 +193,18 @@ void BizLink::send(std::string packet, bool isEvent) {
   auto* write = new Write{{}, std::move(packet), this};
   write->req.data = write;
   uv_buf_t buf = uv_buf_init(write->data.data() + offset, unsigned(write->data.size() - offset));
+  if (queued_ == 0) armSendDeadline();
   ++queued_;
   int rc = uv_write(&write->req, stream, &buf, 1, [](uv_write_t* req, int status) {
     auto* wr = static_cast<Write*>(req->data);
     BizLink* link = wr->link;
     --link->queued_;
+    if (!link->closing_) {  // progress: the kernel took a packet
+      if (link->queued_ > 0)
+        link->armSendDeadline();
+      else
+        uv_timer_stop(&link->sendDeadline_);
+    }
     if (status < 0 && status != UV_ECANCELED) {
       link->owner_.worker.mark(10);
       link->close();
@@ -200,6 +226,7 @@ void BizLink::close() {
   owner_.onLinkClosed(*this);
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), onClosed);
   uv_close(reinterpret_cast<uv_handle_t*>(&deadline_), onClosed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sendDeadline_), onClosed);
 }
 
 void BizLink::onClosed(uv_handle_t* handle) {

@@ -51,13 +51,16 @@ class BizLink {
   static void onAlloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
   static void onRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
   static void onDeadline(uv_timer_t* timer);
+  static void onSendDeadline(uv_timer_t* timer);
+  void armSendDeadline();
   static void onClosed(uv_handle_t* handle);
   void processPackets();
   void armDeadline();
 
   BizLinks& owner_;
   uv_tcp_t tcp_{};
-  uv_timer_t deadline_{};
+  uv_timer_t deadline_{};      // ReadDeadline: no packet for this long closes the link
+  uv_timer_t sendDeadline_{};  // SendDeadline: queued output without progress for this long
   PacketDecoder decoder_;
   size_t queued_ = 0;  // packets waiting in libuv's queue (the kernel has not taken them)
   int openHandles_ = 0;

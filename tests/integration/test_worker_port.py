@@ -1,6 +1,7 @@
 """Worker port: framing (PROTOCOL §2), Register/Unregister (§3), events (§6.4, §6.5, §6.8)."""
 
 import re
+import socket
 import struct
 import time
 
@@ -169,3 +170,24 @@ def test_heartbeat_keeps_link_open_without_reply(gateway):
     biz.expect_silent(1.0)
     resp = biz.register(7)
     assert (resp.code, resp.message) == (0, "Success")
+
+
+def test_a_business_that_stops_reading_is_closed_after_the_send_deadline(gateway_factory, ws):
+    """Worker.SendDeadline: events queue up for a registered business that no longer reads; once
+    the kernel has taken nothing more for that long, the gateway closes the link (metric 10)."""
+    gw = gateway_factory({"Workers": 1, "Worker": {"SendDeadline": "1s", "SendChanCap": 100000},
+                          "Customer": {"ReceivePackLimit": 1 << 20}})
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", gw.worker_port))
+    sock.sendall(h.BusinessLink.frame(Cmd.Register, pb.RegisterReq(events=4).SerializeToString()))
+    (length,) = struct.unpack(">I", sock.recv(4, socket.MSG_WAITALL))
+    sock.recv(length, socket.MSG_WAITALL)  # RegisterResp; from now on nothing is read
+    client = ws.connect(gw.ws_url())
+    for _ in range(40):  # 40 x 256 KiB of Transfer events: far more than the socket buffers take
+        client.send(b"x" * (256 * 1024))
+    h.wait_for(lambda: "within the send deadline; closing" in gw.log_path.read_text(), 15,
+               message="the gateway to give up on the link")
+    h.read_until_eof(sock, 10)  # the link is closed: what was sent drains, then EOF
+    sock.close()
