@@ -14,7 +14,9 @@ inline int64_t monotonicNs() {
 }
 
 // Seconds on the monotonic clock (heartbeat arithmetic).
-inline uint32_t monotonicSeconds() { return uint32_t(monotonicNs() / 1000000000); }
+inline uint32_t monotonicSeconds() {
+  return uint32_t(monotonicNs() / 1000000000);
+}
 
 // Unix time in milliseconds: deadlines shared between processes through shared memory.
 inline int64_t unixMs() {

@@ -17,10 +17,14 @@ int gFd = STDERR_FILENO;
 
 const char* levelName(Level level) {
   switch (level) {
-    case Level::Debug: return "debug";
-    case Level::Info: return "info";
-    case Level::Warn: return "warn";
-    case Level::Error: return "error";
+    case Level::Debug:
+      return "debug";
+    case Level::Info:
+      return "info";
+    case Level::Warn:
+      return "warn";
+    case Level::Error:
+      return "error";
   }
   return "?";
 }
@@ -28,17 +32,28 @@ const char* levelName(Level level) {
 }  // namespace
 
 bool parseLevel(const std::string& name, Level& out) {
-  if (name == "debug") out = Level::Debug;
-  else if (name == "info") out = Level::Info;
-  else if (name == "warn") out = Level::Warn;
-  else if (name == "error") out = Level::Error;
-  else return false;
+  if (name == "debug")
+    out = Level::Debug;
+  else if (name == "info")
+    out = Level::Info;
+  else if (name == "warn")
+    out = Level::Warn;
+  else if (name == "error")
+    out = Level::Error;
+  else
+    return false;
   return true;
 }
 
-void setLevel(Level level) { gLevel = level; }
-bool enabled(Level level) { return level >= gLevel; }
-void setProcessTag(const std::string& tag) { gTag = tag + "[" + std::to_string(getpid()) + "]"; }
+void setLevel(Level level) {
+  gLevel = level;
+}
+bool enabled(Level level) {
+  return level >= gLevel;
+}
+void setProcessTag(const std::string& tag) {
+  gTag = tag + "[" + std::to_string(getpid()) + "]";
+}
 
 bool openFile(const std::string& path) {
   gPath = path;
@@ -61,9 +76,10 @@ void write(Level level, const char* format, ...) {
   clock_gettime(CLOCK_REALTIME, &ts);
   tm local{};
   localtime_r(&ts.tv_sec, &local);
-  int n = snprintf(line, sizeof line, "%04d-%02d-%02d %02d:%02d:%02d.%03ld %-5s %s ",
-                   local.tm_year + 1900, local.tm_mon + 1, local.tm_mday, local.tm_hour,
-                   local.tm_min, local.tm_sec, ts.tv_nsec / 1000000, levelName(level), gTag.c_str());
+  int n =
+      snprintf(line, sizeof line, "%04d-%02d-%02d %02d:%02d:%02d.%03ld %-5s %s ",
+               local.tm_year + 1900, local.tm_mon + 1, local.tm_mday, local.tm_hour, local.tm_min,
+               local.tm_sec, ts.tv_nsec / 1000000, levelName(level), gTag.c_str());
   if (n < 0) return;
   va_list args;
   va_start(args, format);

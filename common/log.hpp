@@ -22,8 +22,8 @@ void write(Level level, const char* format, ...) __attribute__((format(printf, 2
 
 }  // namespace netsvr::log
 
-#define NLOG(level, ...)                                                          \
-  do {                                                                            \
+#define NLOG(level, ...)                                                         \
+  do {                                                                           \
     if (::netsvr::log::enabled(level)) ::netsvr::log::write(level, __VA_ARGS__); \
   } while (0)
 #define LOG_DEBUG(...) NLOG(::netsvr::log::Level::Debug, __VA_ARGS__)

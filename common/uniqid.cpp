@@ -64,8 +64,8 @@ std::string uniqIdFromKey(std::string_view prefix, uint64_t key) {
   return out;
 }
 
-std::string formatConnId(uint32_t workerIp, uint16_t workerPort, uint32_t peerIp,
-                         uint16_t peerPort, uint32_t acceptTime) {
+std::string formatConnId(uint32_t workerIp, uint16_t workerPort, uint32_t peerIp, uint16_t peerPort,
+                         uint32_t acceptTime) {
   std::string raw;
   raw.reserve(16);
   putBe(raw, workerIp, 4);

@@ -26,7 +26,9 @@ std::string formatUniqId(const UniqIdParts& parts);
 // False unless `text` is exactly 28 lowercase-or-uppercase hex characters.
 bool parseUniqId(std::string_view text, UniqIdParts& parts);
 
-inline uint8_t ownerSerialOf(uint32_t counter) { return uint8_t(counter >> 24); }
+inline uint8_t ownerSerialOf(uint32_t counter) {
+  return uint8_t(counter >> 24);
+}
 // The 64-bit key that identifies a connection inside one gateway (as Go's internal id).
 inline uint64_t uniqKeyOf(uint32_t timestamp, uint32_t counter) {
   return (uint64_t(timestamp) << 32) | counter;
@@ -53,8 +55,8 @@ class UniqIdGenerator {
 std::string uniqIdFromKey(std::string_view prefix, uint64_t key);
 
 // connId = hex(workerIp:4 | workerPort:2 | peerIp:4 | peerPort:2 | acceptTime:4).
-std::string formatConnId(uint32_t workerIp, uint16_t workerPort, uint32_t peerIp,
-                         uint16_t peerPort, uint32_t acceptTime);
+std::string formatConnId(uint32_t workerIp, uint16_t workerPort, uint32_t peerIp, uint16_t peerPort,
+                         uint32_t acceptTime);
 
 // Lower-case hex of `bytes`.
 std::string toHex(std::string_view bytes);

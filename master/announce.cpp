@@ -31,10 +31,10 @@ int connectToLiveWorker(const std::string& key, shm::ControlBlock& control, int 
       auto& info = control.workers[serial];
       if (info.state.load() != uint32_t(shm::WorkerState::Running)) continue;
       sockaddr_un addr;
-      socklen_t len = abstractAddress(shm::peerSocketName(key, serial, info.incarnation.load()), addr);
+      socklen_t len =
+          abstractAddress(shm::peerSocketName(key, serial, info.incarnation.load()), addr);
       int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0)
-        return fd;
+      if (fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0) return fd;
       if (fd >= 0) close(fd);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the slot is being respawned
@@ -58,7 +58,8 @@ bool writeAll(int fd, const std::string& data) {
 int announceClosedConnections(const std::string& key, int deadSerial) {
   std::string error;
   auto control = shm::ControlSegment::open(shm::controlName(key), error);
-  auto table = control ? shm::ConnTable::open(shm::workerSegmentName(key, deadSerial), false, error) : nullptr;
+  auto table = control ? shm::ConnTable::open(shm::workerSegmentName(key, deadSerial), false, error)
+                       : nullptr;
   if (!table) {
     LOG_ERROR("cannot read the table of dead worker serial %d: %s", deadSerial, error.c_str());
     return 1;
@@ -83,7 +84,8 @@ int announceClosedConnections(const std::string& key, int deadSerial) {
   if (count == 0) return 0;
   int fd = connectToLiveWorker(key, control->block(), deadSerial);
   if (fd < 0 || !writeAll(fd, out)) {
-    LOG_ERROR("could not hand %zu ConnClose events of dead worker serial %d to a live worker", count, deadSerial);
+    LOG_ERROR("could not hand %zu ConnClose events of dead worker serial %d to a live worker",
+              count, deadSerial);
     return 1;
   }
   close(fd);

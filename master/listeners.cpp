@@ -27,7 +27,8 @@ int bindSocket(const std::string& key, const sockaddr_in& addr, bool reusePort) 
     inet_ntop(AF_INET, &addr.sin_addr, ip, sizeof ip);
     std::string where = std::string(ip) + ":" + std::to_string(ntohs(addr.sin_port));
     if (err == EADDRINUSE)
-      throw ConfigError(key + " = \"" + where + "\": address already in use (is another netsvr or " +
+      throw ConfigError(key + " = \"" + where +
+                        "\": address already in use (is another netsvr or " +
                         "another program listening there?)");
     throw ConfigError(key + " = \"" + where + "\": cannot bind: " + strerror(err));
   }

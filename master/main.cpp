@@ -45,7 +45,8 @@ int cmdStop(const std::string& configPath) {
   if (!loadForControl(configPath, config)) return 1;
   pid_t pid = readLivePid(config.pidFile);
   if (pid == 0) {
-    fprintf(stderr, "netsvr: not running (no live master in pid file %s)\n", config.pidFile.c_str());
+    fprintf(stderr, "netsvr: not running (no live master in pid file %s)\n",
+            config.pidFile.c_str());
     return 1;
   }
   if (kill(pid, SIGTERM) != 0) {
@@ -53,9 +54,8 @@ int cmdStop(const std::string& configPath) {
     return 1;
   }
   // The master exits within ShutdownWaitTime when it is set; give it that plus a margin.
-  auto limit = std::chrono::milliseconds(config.shutdownWaitTime.count() > 0
-                                             ? config.shutdownWaitTime.count() + 10000
-                                             : 120000);
+  auto limit = std::chrono::milliseconds(
+      config.shutdownWaitTime.count() > 0 ? config.shutdownWaitTime.count() + 10000 : 120000);
   auto deadline = std::chrono::steady_clock::now() + limit;
   // The master holds the pid file's lock until it has cleaned up and exits; a zombie (a parent
   // that has not reaped it yet) no longer holds it.
@@ -81,7 +81,9 @@ int cmdReload(const std::string& configPath) {
   }
   pid_t pid = readLivePid(config.pidFile);
   std::string error;
-  auto control = pid ? shm::ControlSegment::open(shm::controlName(shm::instanceKeyFor(config.pidFile)), error) : nullptr;
+  auto control =
+      pid ? shm::ControlSegment::open(shm::controlName(shm::instanceKeyFor(config.pidFile)), error)
+          : nullptr;
   if (!control) {
     fprintf(stderr, "netsvr: not running (pid file %s)\n", config.pidFile.c_str());
     return 1;

@@ -8,11 +8,11 @@
 #include <uv.h>
 
 #include <climits>
-#include <filesystem>
 #include <cstring>
 #include <ctime>
-#include <tuple>
+#include <filesystem>
 #include <memory>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -106,7 +106,7 @@ class Master {
   bool stopping_ = false;
   bool reloading_ = false;
   uint64_t reloadStartedMs_ = 0;
-  Config previous_;  // the config before a reload in progress
+  Config previous_;              // the config before a reload in progress
   uint64_t stopDeadlineMs_ = 0;  // 0 = none
   int exitCode_ = 0;
   int readyFd_;
@@ -122,7 +122,7 @@ int Master::run() {
   (*control_)->masterPid = getpid();
   (*control_)->generation = generation_;
   (*control_)->startedAt = time(nullptr);
-  snprintf((*control_)->uniqIdPrefix, sizeof (*control_)->uniqIdPrefix, "%08x%04x",
+  snprintf((*control_)->uniqIdPrefix, sizeof(*control_)->uniqIdPrefix, "%08x%04x",
            config_.task.address.ip, config_.task.address.port);
   (*control_)->limitOnOpen = config_.limitOnOpen;
   (*control_)->limitOnMessage = config_.limitOnMessage;
@@ -137,7 +137,8 @@ int Master::run() {
     uv_signal_start(&signals_[i], onSignal, signums[i]);
   }
   if (!config_.metricsListenAddress.empty()) {
-    prometheus_ = std::make_unique<PrometheusEndpoint>(&loop_, control_->block(), config_.metricsItems);
+    prometheus_ =
+        std::make_unique<PrometheusEndpoint>(&loop_, control_->block(), config_.metricsItems);
     prometheus_->listen(config_.metricsListenAddress);
   }
   uv_timer_init(&loop_, &tick_);
@@ -256,7 +257,8 @@ void Master::retireSerial(int serial, bool announce) {
       }
     registry.version.fetch_add(1);
   }
-  if (lostEvents && !stopping_) holdEvents(control_->block(), lostEvents, unixMs());  // the SDK reconnects
+  if (lostEvents && !stopping_)
+    holdEvents(control_->block(), lostEvents, unixMs());  // the SDK reconnects
   info.bizLinks = 0;
   if (!announce) {
     releaseSerial(serial);
@@ -270,8 +272,10 @@ void Master::retireSerial(int serial, bool announce) {
     log::setProcessTag("announcer");
     _exit(announceClosedConnections(key_, serial));
   }
-  if (pid < 0) releaseSerial(serial);
-  else announcers_[pid] = serial;  // the segment stays until the announcer has read it
+  if (pid < 0)
+    releaseSerial(serial);
+  else
+    announcers_[pid] = serial;  // the segment stays until the announcer has read it
 }
 
 void Master::releaseSerial(int serial) {
@@ -307,7 +311,8 @@ void Master::reap() {
         LOG_ERROR("worker slot %d pid %d exited with status %d", child.slot, pid,
                   WIFEXITED(status) ? WEXITSTATUS(status) : -1);
       }
-      bool wasReady = (*control_)->workers[child.serial].state.load() != uint32_t(shm::WorkerState::Starting);
+      bool wasReady =
+          (*control_)->workers[child.serial].state.load() != uint32_t(shm::WorkerState::Starting);
       retireSerial(child.serial, !clean || !stopping_);
       if (reloading_ && child.generation == generation_ && !wasReady) {
         abortReload("a worker of the new generation exited before it was ready (see the log)");
@@ -331,8 +336,10 @@ void Master::finishReload(const std::string& error) {
   auto& control = control_->block();
   snprintf(control.reloadError, sizeof control.reloadError, "%s", error.c_str());
   control.reloadsDone.fetch_add(1);
-  if (error.empty()) LOG_INFO("reload done: generation %u serves", generation_);
-  else LOG_ERROR("reload refused: %s", error.c_str());
+  if (error.empty())
+    LOG_INFO("reload done: generation %u serves", generation_);
+  else
+    LOG_ERROR("reload refused: %s", error.c_str());
 }
 
 void Master::applyRuntimeSettings() {
@@ -340,8 +347,9 @@ void Master::applyRuntimeSettings() {
   if (log::parseLevel(config_.logLevel, level)) log::setLevel(level);
   auto& control = control_->block();
   int64_t nowNs = monotonicNs();
-  for (auto [bucket, rate, current] : {std::tuple{&control.onOpenBucket, config_.limitOnOpen, &control.limitOnOpen},
-                                       std::tuple{&control.onMessageBucket, config_.limitOnMessage, &control.limitOnMessage}}) {
+  for (auto [bucket, rate, current] :
+       {std::tuple{&control.onOpenBucket, config_.limitOnOpen, &control.limitOnOpen},
+        std::tuple{&control.onMessageBucket, config_.limitOnMessage, &control.limitOnMessage}}) {
     shm::RobustLock lock(bucket->mutex);
     bucket->bucket.init(rate, nowNs);
     *current = rate;
@@ -383,7 +391,8 @@ void Master::reload() {
   (*control_)->generation = generation_;
   reloading_ = true;
   reloadStartedMs_ = uv_now(&loop_);
-  LOG_INFO("reload: starting generation %u with %d workers", generation_, config_.resolvedWorkers());
+  LOG_INFO("reload: starting generation %u with %d workers", generation_,
+           config_.resolvedWorkers());
   for (int slot = 0; slot < config_.resolvedWorkers(); ++slot) spawn(slot);
 }
 
@@ -391,10 +400,12 @@ void Master::reloadProgress() {
   constexpr uint64_t kReadyLimitMs = 30000;
   bool ready = true;
   for (const auto& c : children_)
-    if (c.generation == generation_ && (*control_)->workers[c.serial].state.load() != uint32_t(shm::WorkerState::Running))
+    if (c.generation == generation_ &&
+        (*control_)->workers[c.serial].state.load() != uint32_t(shm::WorkerState::Running))
       ready = false;
   if (!ready) {
-    if (uv_now(&loop_) - reloadStartedMs_ > kReadyLimitMs) abortReload("the new generation was not ready in 30 s");
+    if (uv_now(&loop_) - reloadStartedMs_ > kReadyLimitMs)
+      abortReload("the new generation was not ready in 30 s");
     return;
   }
   reloading_ = false;
@@ -409,7 +420,8 @@ void Master::abortReload(const std::string& why) {
   // New workers that run drain like an old generation would; the others never served anyone.
   for (const auto& c : children_) {
     if (c.generation != failed) continue;
-    bool running = (*control_)->workers[c.serial].state.load() == uint32_t(shm::WorkerState::Running);
+    bool running =
+        (*control_)->workers[c.serial].state.load() == uint32_t(shm::WorkerState::Running);
     kill(c.pid, running ? SIGUSR2 : SIGKILL);
   }
   config_ = previous_;
@@ -463,19 +475,27 @@ void Master::tick() {
   }
 }
 
-void Master::onTick(uv_timer_t* handle) { static_cast<Master*>(handle->data)->tick(); }
+void Master::onTick(uv_timer_t* handle) {
+  static_cast<Master*>(handle->data)->tick();
+}
 
 void Master::onSignal(uv_signal_t* handle, int signum) {
   auto* self = static_cast<Master*>(handle->data);
   switch (signum) {
-    case SIGCHLD: self->reap(); break;
+    case SIGCHLD:
+      self->reap();
+      break;
     case SIGUSR1:
       log::reopen();
       LOG_INFO("log file reopened");
       for (const auto& c : self->children_) kill(c.pid, SIGUSR1);
       break;
-    case SIGHUP: self->reload(); break;
-    default: self->beginStop(); break;
+    case SIGHUP:
+      self->reload();
+      break;
+    default:
+      self->beginStop();
+      break;
   }
 }
 
@@ -503,7 +523,8 @@ int runMaster(const StartOptions& options) {
     fprintf(stderr, "netsvr: LogFile = \"%s\": %s\n", config.logFile.c_str(), strerror(errno));
     return 1;
   }
-  for (const auto& key : config.ignoredKeys) LOG_INFO("config key %s is not used; ignored", key.c_str());
+  for (const auto& key : config.ignoredKeys)
+    LOG_INFO("config key %s is not used; ignored", key.c_str());
   if (config.customer.maxOnlineNum == 0)
     LOG_WARN("Customer.MaxOnlineNum = 0: the number of online clients is not limited");
 

@@ -3,8 +3,8 @@
 // (no lock holder) is recognised as stale and taken over.
 #pragma once
 
-#include <string>
 #include <sys/types.h>
+#include <string>
 
 namespace netsvr {
 

@@ -17,7 +17,8 @@ std::unique_ptr<ConnTable> ConnTable::create(const std::string& name, uint64_t s
   return std::unique_ptr<ConnTable>(new ConnTable(std::move(segment), data, false));
 }
 
-std::unique_ptr<ConnTable> ConnTable::open(const std::string& name, bool owner, std::string& error) {
+std::unique_ptr<ConnTable> ConnTable::open(const std::string& name, bool owner,
+                                           std::string& error) {
   try {
     auto segment = std::make_unique<Segment>(bip::open_only, name.c_str());
     auto found = segment->find<TableData>(kTableObject);
@@ -37,7 +38,9 @@ std::unique_ptr<ConnTable> ConnTable::open(const std::string& name, bool owner, 
   }
 }
 
-void ConnTable::remove(const std::string& name) { bip::shared_memory_object::remove(name.c_str()); }
+void ConnTable::remove(const std::string& name) {
+  bip::shared_memory_object::remove(name.c_str());
+}
 
 void ConnTable::reportFull(const char* what) {
   data_->fullErrors.fetch_add(1, std::memory_order_relaxed);
@@ -48,8 +51,9 @@ void ConnTable::reportFull(const char* what) {
 void ConnTable::indexAdd(IndexMap& index, std::string_view name, uint64_t key) {
   auto it = index.find(name, StableHash(), StringEqual());
   if (it == index.end()) {
-    it = index.emplace(ShmString(name.data(), name.size(), alloc()),
-                       KeySet(0, KeyHash(), std::equal_to<uint64_t>(), alloc()))
+    it = index
+             .emplace(ShmString(name.data(), name.size(), alloc()),
+                      KeySet(0, KeyHash(), std::equal_to<uint64_t>(), alloc()))
              .first;
   }
   try {

@@ -7,13 +7,13 @@
 // A full segment is an error value (false) with a counter, never a crash.
 #pragma once
 
+#include <atomic>
 #include <boost/interprocess/allocators/allocator.hpp>
 #include <boost/interprocess/containers/string.hpp>
 #include <boost/interprocess/containers/vector.hpp>
 #include <boost/interprocess/managed_shared_memory.hpp>
 #include <boost/unordered_map.hpp>
 #include <boost/unordered_set.hpp>
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -39,14 +39,18 @@ struct StableHash {
     for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
     return size_t(h);
   }
-  size_t operator()(const ShmString& s) const { return (*this)(std::string_view(s.data(), s.size())); }
+  size_t operator()(const ShmString& s) const {
+    return (*this)(std::string_view(s.data(), s.size()));
+  }
 };
 struct StringEqual {
   using is_transparent = void;
   static std::string_view view(const ShmString& s) { return {s.data(), s.size()}; }
   static std::string_view view(std::string_view s) { return s; }
   template <class A, class B>
-  bool operator()(const A& a, const B& b) const { return view(a) == view(b); }
+  bool operator()(const A& a, const B& b) const {
+    return view(a) == view(b);
+  }
 };
 struct KeyHash {
   size_t operator()(uint64_t k) const { return size_t(k * 0x9E3779B97F4A7C15ULL); }
@@ -92,7 +96,9 @@ struct ConnSnapshot {
   std::vector<std::string> topics;
 };
 
-inline std::string_view view(const ShmString& s) { return {s.data(), s.size()}; }
+inline std::string_view view(const ShmString& s) {
+  return {s.data(), s.size()};
+}
 
 class ConnTable {
  public:

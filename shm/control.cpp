@@ -15,11 +15,16 @@ namespace netsvr::shm {
 
 const char* workerStateName(WorkerState state) {
   switch (state) {
-    case WorkerState::Free: return "free";
-    case WorkerState::Starting: return "starting";
-    case WorkerState::Running: return "running";
-    case WorkerState::Draining: return "draining";
-    case WorkerState::Exited: return "exited";
+    case WorkerState::Free:
+      return "free";
+    case WorkerState::Starting:
+      return "starting";
+    case WorkerState::Running:
+      return "running";
+    case WorkerState::Draining:
+      return "draining";
+    case WorkerState::Exited:
+      return "exited";
   }
   return "?";
 }
@@ -65,7 +70,7 @@ std::unique_ptr<ControlSegment> ControlSegment::open(const std::string& name, st
     error = "shm_open " + path + ": " + strerror(errno);
     return nullptr;
   }
-  struct stat st{};
+  struct stat st {};
   fstat(fd, &st);
   if (size_t(st.st_size) < sizeof(uint32_t) * 2) {
     close(fd);
@@ -84,7 +89,8 @@ std::unique_ptr<ControlSegment> ControlSegment::open(const std::string& name, st
   // NETSVR_LAYOUT_VERSION makes a binary believe it was built for another layout: how the
   // tests show that an incompatible upgrade is refused by `reload`.
   uint32_t readable = kLayoutVersion;
-  if (const char* pretend = getenv("NETSVR_LAYOUT_VERSION")) readable = uint32_t(strtoul(pretend, nullptr, 10));
+  if (const char* pretend = getenv("NETSVR_LAYOUT_VERSION"))
+    readable = uint32_t(strtoul(pretend, nullptr, 10));
   if (header[0] != kControlMagic || header[1] != readable || size != sizeof(ControlBlock)) {
     error = path + ": shared-memory layout " + std::to_string(header[1]) +
             " is not the layout this binary reads (" + std::to_string(readable) + ")";
@@ -94,8 +100,12 @@ std::unique_ptr<ControlSegment> ControlSegment::open(const std::string& name, st
   return std::unique_ptr<ControlSegment>(new ControlSegment(base, size));
 }
 
-void ControlSegment::remove(const std::string& name) { shm_unlink(("/" + name).c_str()); }
+void ControlSegment::remove(const std::string& name) {
+  shm_unlink(("/" + name).c_str());
+}
 
-ControlSegment::~ControlSegment() { munmap(block_, size_); }
+ControlSegment::~ControlSegment() {
+  munmap(block_, size_);
+}
 
 }  // namespace netsvr::shm

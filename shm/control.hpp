@@ -41,20 +41,20 @@ struct WorkerInfo {
   std::atomic<int32_t> pid{0};
   std::atomic<uint32_t> slot{0};
   std::atomic<uint32_t> generation{0};
-  std::atomic<int64_t> startedAt{0};     // unix seconds
-  std::atomic<int64_t> clients{0};       // websocket connections that completed open
-  std::atomic<int64_t> sockets{0};       // accepted client TCP connections not yet closed
-  std::atomic<int64_t> bizLinks{0};      // registered worker-port links
-  std::atomic<int64_t> taskLinks{0};     // open task-port links
-  std::atomic<uint32_t> quiet{0};        // stopping, with every client gone and its events sent
-  MeterSlot meters[kMetricItems + 1];    // index = item number; 0 unused
+  std::atomic<int64_t> startedAt{0};   // unix seconds
+  std::atomic<int64_t> clients{0};     // websocket connections that completed open
+  std::atomic<int64_t> sockets{0};     // accepted client TCP connections not yet closed
+  std::atomic<int64_t> bizLinks{0};    // registered worker-port links
+  std::atomic<int64_t> taskLinks{0};   // open task-port links
+  std::atomic<uint32_t> quiet{0};      // stopping, with every client gone and its events sent
+  MeterSlot meters[kMetricItems + 1];  // index = item number; 0 unused
 };
 
 struct BizLinkEntry {
   uint32_t used = 0;
   uint32_t ownerSerial = 0;
-  uint32_t linkId = 0;   // the owner's local id of the link
-  int32_t events = 0;    // Event bits of RegisterReq
+  uint32_t linkId = 0;  // the owner's local id of the link
+  int32_t events = 0;   // Event bits of RegisterReq
   char connId[kConnIdLength] = {};
 };
 
@@ -72,18 +72,18 @@ struct ControlBlock {
   uint32_t magic = 0;
   uint32_t layoutVersion = 0;
   std::atomic<int32_t> masterPid{0};
-  std::atomic<uint32_t> reloadsDone{0};    // bumped when a reload finished or was refused
-  char reloadError[512] = {};              // "" when the last reload succeeded
-  std::atomic<uint32_t> generation{0};  // the newest generation started by the master
-  char uniqIdPrefix[16] = {};              // 12 hex chars: the task address of every uniqId
-  std::atomic<int64_t> startedAt{0};       // unix seconds, for the meters' mean rate
+  std::atomic<uint32_t> reloadsDone{0};  // bumped when a reload finished or was refused
+  char reloadError[512] = {};            // "" when the last reload succeeded
+  std::atomic<uint32_t> generation{0};   // the newest generation started by the master
+  char uniqIdPrefix[16] = {};            // 12 hex chars: the task address of every uniqId
+  std::atomic<int64_t> startedAt{0};     // unix seconds, for the meters' mean rate
   // Until then (unix ms) events with no registered receiver are held, not dropped: a reload or
   // a crash just closed business links, and the SDKs are reconnecting (3 s back-off).
   // One deadline per event kind (OnOpen, OnClose, OnMessage): only what the lost links served.
   std::atomic<int64_t> holdEventsUntilMs[3];
-  std::atomic<int32_t> limitOnOpen{0};     // current global token-bucket rates (Limit command)
+  std::atomic<int32_t> limitOnOpen{0};  // current global token-bucket rates (Limit command)
   std::atomic<int32_t> limitOnMessage{0};
-  SharedBucket onOpenBucket;               // §9.1, global for the whole gateway
+  SharedBucket onOpenBucket;  // §9.1, global for the whole gateway
   SharedBucket onMessageBucket;
   std::atomic<int64_t> retiredMeters[kMetricItems + 1];  // counts of workers that are gone
   WorkerInfo workers[kMaxWorkerSerials];

@@ -18,8 +18,12 @@ inline std::string instanceKeyFor(const std::string& absolutePidFile) {
 }
 
 // Object names as given to shm_open (they appear in /dev/shm without the slash).
-inline std::string namePrefix(const std::string& key) { return "netsvr-" + key + "-"; }
-inline std::string controlName(const std::string& key) { return namePrefix(key) + "ctl"; }
+inline std::string namePrefix(const std::string& key) {
+  return "netsvr-" + key + "-";
+}
+inline std::string controlName(const std::string& key) {
+  return namePrefix(key) + "ctl";
+}
 inline std::string workerSegmentName(const std::string& key, int serial) {
   return namePrefix(key) + "w" + std::to_string(serial);
 }
