@@ -354,6 +354,7 @@ void Master::applyRuntimeSettings() {
     bucket->bucket.init(rate, nowNs);
     *current = rate;
   }
+  if (prometheus_) prometheus_->setItems(config_.metricsItems);
 }
 
 // SIGHUP: validate the config, start a new generation on the same sockets, and once all of it
@@ -373,7 +374,8 @@ void Master::reload() {
   }
   if (next.customer.listenAddress != config_.customer.listenAddress ||
       next.worker.address.text() != config_.worker.address.text() ||
-      next.task.address.text() != config_.task.address.text() || next.pidFile != config_.pidFile) {
+      next.task.address.text() != config_.task.address.text() || next.pidFile != config_.pidFile ||
+      next.metricsListenAddress != config_.metricsListenAddress) {
     finishReload("the listen addresses and PidFile cannot change on reload; restart the gateway");
     return;
   }

@@ -58,18 +58,13 @@ std::string PrometheusEndpoint::render(const shm::ControlBlock& control,
     out += line;
   };
   for (int item : items) {
-    int64_t count = control.retiredMeters[item].load();
-    double r1 = 0;
-    for (const auto& w : control.workers) {
-      if (shm::WorkerState(w.state.load()) == shm::WorkerState::Free) continue;
-      count += w.meters[item].count.load();
-      r1 += w.meters[item].rate1.load();
-    }
+    shm::MeterTotal total = shm::meterTotal(control, item);
+    long long count = total.count;
+    double r1 = total.rate1;
     add("# HELP netsvr_%s_total netsvr metric item %d (PROTOCOL.md section 10).\n",
         kItemNames[item], item);
     add("# TYPE netsvr_%s_total counter\n", kItemNames[item]);
-    add("netsvr_%s_total{item=\"%d\"} %lld\n", kItemNames[item], item,
-        static_cast<long long>(count));
+    add("netsvr_%s_total{item=\"%d\"} %lld\n", kItemNames[item], item, count);
     add("# TYPE netsvr_%s_rate1 gauge\n", kItemNames[item]);
     add("netsvr_%s_rate1{item=\"%d\"} %.6f\n", kItemNames[item], item, r1);
   }

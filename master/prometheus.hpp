@@ -17,6 +17,7 @@ class PrometheusEndpoint {
   // Throws std::runtime_error when the address cannot be bound.
   void listen(const std::string& address);
   void close();
+  void setItems(std::vector<int> items) { items_ = std::move(items); }  // Metrics.Item on reload
 
   // The exposition text (pure: reads the control block only).
   static std::string render(const shm::ControlBlock& control, const std::vector<int>& items);

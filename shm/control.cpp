@@ -108,4 +108,17 @@ ControlSegment::~ControlSegment() {
   munmap(block_, size_);
 }
 
+MeterTotal meterTotal(const ControlBlock& control, int item) {
+  MeterTotal t;
+  t.count = control.retiredMeters[item].load();
+  for (const auto& w : control.workers) {
+    if (WorkerState(w.state.load()) == WorkerState::Free) continue;
+    t.count += w.meters[item].count.load();
+    t.rate1 += w.meters[item].rate1.load();
+    t.rate5 += w.meters[item].rate5.load();
+    t.rate15 += w.meters[item].rate15.load();
+  }
+  return t;
+}
+
 }  // namespace netsvr::shm

@@ -97,6 +97,14 @@ inline constexpr int64_t kHoldEventsMs = 10000;  // longer than the SDK's 3 s re
 // and their business is reconnecting. Only ever extends a deadline.
 void holdEvents(ControlBlock& control, int32_t events, int64_t nowUnixMs);
 
+// One metric item over the whole gateway: every worker that is not Free plus the counts of the
+// workers that are gone (the Metrics command and /metrics).
+struct MeterTotal {
+  int64_t count = 0;
+  double rate1 = 0, rate5 = 0, rate15 = 0;  // events per second
+};
+MeterTotal meterTotal(const ControlBlock& control, int item);
+
 // RAII owner of a mapping of the control segment.
 class ControlSegment {
  public:

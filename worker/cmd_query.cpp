@@ -285,24 +285,14 @@ void cmdMetrics(TaskContext& ctx, std::string_view) {
   const auto& control = ctx.worker.control->block();
   double uptime = std::max(1.0, double(time(nullptr) - control.startedAt.load()));
   for (int item : ctx.worker.config.metricsItems) {
-    int64_t count = 0;
-    double r1 = 0, r5 = 0, r15 = 0;
-    for (const auto& w : control.workers) {
-      auto state = shm::WorkerState(w.state.load());
-      if (state == shm::WorkerState::Free) continue;
-      count += w.meters[item].count.load();
-      r1 += w.meters[item].rate1.load();
-      r5 += w.meters[item].rate5.load();
-      r15 += w.meters[item].rate15.load();
-    }
-    count += control.retiredMeters[item].load();  // counts of workers that are gone
+    shm::MeterTotal total = shm::meterTotal(control, item);
     auto& m = (*resp.mutable_items())[item];
     m.set_item(item);
-    m.set_count(count);
-    m.set_meanrate(float(double(count) / uptime));
-    m.set_rate1(float(r1));
-    m.set_rate5(float(r5));
-    m.set_rate15(float(r15));
+    m.set_count(total.count);
+    m.set_meanrate(float(double(total.count) / uptime));
+    m.set_rate1(float(total.rate1));
+    m.set_rate5(float(total.rate5));
+    m.set_rate15(float(total.rate15));
   }
   ctx.reply(resp);
 }

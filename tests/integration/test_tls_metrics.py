@@ -15,6 +15,7 @@ import pytest
 import netsvr_harness as h
 from netsvr_harness import Cmd, pb
 from test_commands_common import CMD
+from test_reload import do_reload
 
 
 def _metrics(task) -> dict:
@@ -160,3 +161,17 @@ def test_prometheus_endpoint(gateway_factory, ws):
                                f"{[x for x in scrape(mport)[1] if 'connections' in x[0] or x[1].get('item') == '2']}")
     _c, s = scrape(mport)
     assert _totals(s)[2] == _metrics(task)[2].count == 1
+
+
+def test_reload_changes_the_metrics_items_but_not_the_metrics_address(gateway_factory):
+    mport = h.free_ports(1)[0]
+    gw = gateway_factory({"Workers": 1, "Metrics": {"Item": [1, 2], "ListenAddress": f"127.0.0.1:{mport}"}})
+    h.wait_for(lambda: h.port_accepts(mport), 5, message="the metrics port to accept")
+    assert sorted(_totals(scrape(mport)[1])) == [1, 2]
+    cp, _ = do_reload(gw, {"Metrics": {"Item": [1, 6, 7]}})
+    assert cp.returncode == 0, (cp.stdout, cp.stderr)
+    assert sorted(_totals(scrape(mport)[1])) == [1, 6, 7]
+    other = h.free_ports(1)[0]
+    cp, _ = do_reload(gw, {"Metrics": {"ListenAddress": f"127.0.0.1:{other}"}})
+    assert cp.returncode == 1 and "cannot change on reload" in cp.stderr, (cp.stdout, cp.stderr)
+    assert sorted(_totals(scrape(mport)[1])) == [1, 6, 7]
