@@ -4,6 +4,8 @@
 // for the Go gateway starts ours unchanged.
 #include "common/config.hpp"
 
+#include "common/meter.hpp"
+
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <netdb.h>
@@ -383,7 +385,8 @@ class Parser {
       for (const toml::node& e : *a) {
         if (!e.is_integer()) fail(t.key("Item"), n, why);
         const int64_t v = e.as_integer()->get();
-        if (v >= 1 && v <= 13) items.insert(static_cast<int>(v));  // Go drops unknown items
+        if (v >= 1 && v <= kMetricItems)
+          items.insert(static_cast<int>(v));  // Go drops unknown items
       }
       c.metricsItems.assign(items.begin(), items.end());
     }

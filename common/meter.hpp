@@ -7,6 +7,8 @@
 
 namespace netsvr {
 
+inline constexpr int kMetricItems = 13;  // metric items 1..13 (PROTOCOL.md §10)
+
 inline constexpr double kMeterTickSeconds = 5.0;
 
 struct Ewma {

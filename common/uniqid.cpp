@@ -1,5 +1,7 @@
 #include "common/uniqid.hpp"
 
+#include <cstdio>
+
 namespace netsvr {
 namespace {
 
@@ -55,6 +57,12 @@ bool parseUniqId(std::string_view text, UniqIdParts& parts) {
     return false;
   parts = UniqIdParts{uint32_t(ip), uint16_t(port), uint32_t(ts), uint32_t(counter)};
   return true;
+}
+
+std::string uniqIdPrefix(uint32_t taskIp, uint16_t taskPort) {
+  char out[16];
+  snprintf(out, sizeof out, "%08x%04x", taskIp, unsigned(taskPort));
+  return out;
 }
 
 std::string uniqIdFromKey(std::string_view prefix, uint64_t key) {

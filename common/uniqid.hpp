@@ -51,6 +51,9 @@ class UniqIdGenerator {
   uint32_t low_;
 };
 
+// The 12 hex characters every uniqId of a gateway starts with: its task address (IPv4, port).
+std::string uniqIdPrefix(uint32_t taskIp, uint16_t taskPort);
+
 // uniqId of a connection key, given the 12-hex-character task-address prefix.
 std::string uniqIdFromKey(std::string_view prefix, uint64_t key);
 

@@ -55,7 +55,7 @@ bool writeAll(int fd, const std::string& data) {
 
 }  // namespace
 
-int announceClosedConnections(const std::string& key, int deadSerial) {
+int announceClosedConnections(const std::string& key, int deadSerial, const std::string& prefix) {
   std::string error;
   auto control = shm::ControlSegment::open(shm::controlName(key), error);
   auto table = control ? shm::ConnTable::open(shm::workerSegmentName(key, deadSerial), false, error)
@@ -64,8 +64,6 @@ int announceClosedConnections(const std::string& key, int deadSerial) {
     LOG_ERROR("cannot read the table of dead worker serial %d: %s", deadSerial, error.c_str());
     return 1;
   }
-  // Every uniqId of the instance starts with the task address kept in the control block.
-  const std::string prefix = (*control)->uniqIdPrefix;
   std::string out;
   size_t count = 0;
   auto collect = [&](const shm::TableData& data) {

@@ -10,6 +10,7 @@
 namespace netsvr {
 
 // Runs in the forked child; returns its exit status.
-int announceClosedConnections(const std::string& instanceKey, int deadSerial);
+int announceClosedConnections(const std::string& instanceKey, int deadSerial,
+                              const std::string& uniqIdPrefix);
 
 }  // namespace netsvr

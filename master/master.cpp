@@ -122,8 +122,6 @@ int Master::run() {
   (*control_)->masterPid = getpid();
   (*control_)->generation = generation_;
   (*control_)->startedAt = time(nullptr);
-  snprintf((*control_)->uniqIdPrefix, sizeof(*control_)->uniqIdPrefix, "%08x%04x",
-           config_.task.address.ip, config_.task.address.port);
   (*control_)->limitOnOpen = config_.limitOnOpen;
   (*control_)->limitOnMessage = config_.limitOnMessage;
   (*control_)->onOpenBucket.bucket.init(config_.limitOnOpen, monotonicNs());
@@ -201,7 +199,6 @@ void Master::spawn(int slot) {
   info.taskLinks = 0;
   info.quiet = 0;
   for (auto& m : info.meters) m.count = 0, m.rate1 = 0, m.rate5 = 0, m.rate15 = 0;
-  info.startedAt = time(nullptr);
   info.pid = 0;
 
   // This slot accepts on every socket set j with j % workers == slot, so that sets left over
@@ -270,7 +267,8 @@ void Master::retireSerial(int serial, bool announce) {
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
     log::setProcessTag("announcer");
-    _exit(announceClosedConnections(key_, serial));
+    _exit(announceClosedConnections(
+        key_, serial, uniqIdPrefix(config_.task.address.ip, config_.task.address.port)));
   }
   if (pid < 0)
     releaseSerial(serial);

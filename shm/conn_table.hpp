@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/fnv1a.hpp"
 #include "shm/robust_mutex.hpp"
 
 namespace netsvr::shm {
@@ -34,11 +35,7 @@ using ShmString = bip::basic_string<char, std::char_traits<char>, Alloc<char>>;
 // FNV-1a: deterministic across processes and binary versions, unlike std::hash.
 struct StableHash {
   using is_transparent = void;
-  size_t operator()(std::string_view s) const {
-    uint64_t h = 1469598103934665603ULL;
-    for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-    return size_t(h);
-  }
+  size_t operator()(std::string_view s) const { return size_t(fnv1a64(s)); }
   size_t operator()(const ShmString& s) const {
     return (*this)(std::string_view(s.data(), s.size()));
   }

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "common/meter.hpp"
 #include "common/token_bucket.hpp"
 #include "common/uniqid.hpp"
 #include "shm/robust_mutex.hpp"
@@ -15,12 +16,16 @@
 namespace netsvr::shm {
 
 inline constexpr uint32_t kControlMagic = 0x4E535652;  // "NSVR"
-inline constexpr uint32_t kLayoutVersion = 1;          // bump on any layout change
+inline constexpr uint32_t kLayoutVersion = 2;          // bump on any layout change
 inline constexpr int kMaxBizLinks = 1024;              // registered worker-port links, all workers
-inline constexpr int kMetricItems = 13;                // PROTOCOL.md §10
+using netsvr::kMetricItems;
 
 enum class WorkerState : uint32_t { Free = 0, Starting, Running, Draining, Exited };
 const char* workerStateName(WorkerState state);
+// Serving its clients and links: commands are routed to it, peers connect to it.
+inline bool isLive(WorkerState s) {
+  return s == WorkerState::Running || s == WorkerState::Draining;
+}
 
 // One meter of §10 as written by its owner worker; readers sum over workers.
 struct MeterSlot {
@@ -41,7 +46,6 @@ struct WorkerInfo {
   std::atomic<int32_t> pid{0};
   std::atomic<uint32_t> slot{0};
   std::atomic<uint32_t> generation{0};
-  std::atomic<int64_t> startedAt{0};   // unix seconds
   std::atomic<int64_t> clients{0};     // websocket connections that completed open
   std::atomic<int64_t> sockets{0};     // accepted client TCP connections not yet closed
   std::atomic<int64_t> bizLinks{0};    // registered worker-port links
@@ -75,7 +79,6 @@ struct ControlBlock {
   std::atomic<uint32_t> reloadsDone{0};  // bumped when a reload finished or was refused
   char reloadError[512] = {};            // "" when the last reload succeeded
   std::atomic<uint32_t> generation{0};   // the newest generation started by the master
-  char uniqIdPrefix[16] = {};            // 12 hex chars: the task address of every uniqId
   std::atomic<int64_t> startedAt{0};     // unix seconds, for the meters' mean rate
   // Until then (unix ms) events with no registered receiver are held, not dropped: a reload or
   // a crash just closed business links, and the SDKs are reconnecting (3 s back-off).

@@ -7,13 +7,13 @@
 #include <cstdio>
 #include <string>
 
+#include "common/fnv1a.hpp"
+
 namespace netsvr::shm {
 
 inline std::string instanceKeyFor(const std::string& absolutePidFile) {
-  uint64_t h = 1469598103934665603ULL;  // FNV-1a 64
-  for (unsigned char c : absolutePidFile) h = (h ^ c) * 1099511628211ULL;
   char out[17];
-  snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+  snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(fnv1a64(absolutePidFile)));
   return out;
 }
 

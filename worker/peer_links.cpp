@@ -166,8 +166,7 @@ PeerLinks::Link* PeerLinks::outboundTo(int serial) {
     if (it->second->incarnation == incarnation) return it->second;
     it->second->close();  // the serial now belongs to a new worker
   }
-  auto state = shm::WorkerState(info.state.load());
-  if (state != shm::WorkerState::Running && state != shm::WorkerState::Draining) return nullptr;
+  if (!shm::isLive(shm::WorkerState(info.state.load()))) return nullptr;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un addr;
   socklen_t len =

@@ -17,9 +17,8 @@ int Router::ownerOf(std::string_view uniqId, uint64_t& key) const {
 }
 
 bool Router::isLive(int serial) const {
-  auto state =
-      shm::WorkerState((*worker_.control)->workers[serial].state.load(std::memory_order_acquire));
-  return state == shm::WorkerState::Running || state == shm::WorkerState::Draining;
+  return shm::isLive(
+      shm::WorkerState((*worker_.control)->workers[serial].state.load(std::memory_order_acquire)));
 }
 
 shm::ConnTable* Router::tableOf(int serial) {

@@ -48,8 +48,7 @@ bool Worker::allowMessage() const {
 int64_t Worker::onlineSockets() const {
   int64_t total = 0;
   for (const auto& w : (*control)->workers) {
-    auto state = shm::WorkerState(w.state.load(std::memory_order_relaxed));
-    if (state == shm::WorkerState::Running || state == shm::WorkerState::Draining)
+    if (shm::isLive(shm::WorkerState(w.state.load(std::memory_order_relaxed))))
       total += w.sockets.load(std::memory_order_relaxed);
   }
   return total;
@@ -321,10 +320,8 @@ int runWorker(const WorkerOptions& options) {
   }
   w.incarnation = w.info().incarnation.load();
   for (int item : w.config.metricsItems)
-    if (item >= 1 && item <= shm::kMetricItems) w.metricEnabled[item] = true;
-  char prefix[16];
-  snprintf(prefix, sizeof prefix, "%08x%04x", w.config.task.address.ip, w.config.task.address.port);
-  w.uniqIdPrefix = prefix;
+    w.metricEnabled[item] = true;  // 1..kMetricItems (the config keeps only those)
+  w.uniqIdPrefix = uniqIdPrefix(w.config.task.address.ip, w.config.task.address.port);
   w.uniqIds =
       std::make_unique<UniqIdGenerator>(w.config.task.address.ip, w.config.task.address.port,
                                         uint8_t(w.serial), std::random_device{}());
