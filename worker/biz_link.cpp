@@ -1,5 +1,7 @@
 #include "worker/biz_link.hpp"
 
+#include "worker/read_buffer.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -94,16 +96,13 @@ void BizLink::onSendDeadline(uv_timer_t* timer) {
 void BizLink::onAlloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
   auto* link = static_cast<BizLink*>(handle->data);
   const Config& c = link->owner_.worker.config;
-  size_t size =
-      size_t(link->port == Port::Worker ? c.worker.readBufferSize : c.task.readBufferSize);
-  buf->base = static_cast<char*>(malloc(size));
-  buf->len = buf->base ? size : 0;
+  sharedReadBuffer(
+      size_t(link->port == Port::Worker ? c.worker.readBufferSize : c.task.readBufferSize), buf);
 }
 
 void BizLink::onRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   auto* link = static_cast<BizLink*>(stream->data);
   if (nread > 0) link->decoder_.feed(buf->base, size_t(nread));
-  free(buf->base);
   if (nread < 0) {
     link->close();
     return;

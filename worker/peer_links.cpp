@@ -1,5 +1,7 @@
 #include "worker/peer_links.hpp"
 
+#include "worker/read_buffer.hpp"
+
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -75,8 +77,7 @@ void PeerLinks::forget(Link* link) {
 }
 
 static void allocBuffer(uv_handle_t*, size_t suggested, uv_buf_t* buf) {
-  buf->base = static_cast<char*>(malloc(suggested));
-  buf->len = buf->base ? suggested : 0;
+  sharedReadBuffer(suggested, buf);
 }
 
 void PeerLinks::onConnection(uv_stream_t* server, int status) {
@@ -97,7 +98,6 @@ void PeerLinks::onConnection(uv_stream_t* server, int status) {
       [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
         auto* l = static_cast<Link*>(s->data);
         if (n > 0) l->decoder.feed(buf->base, size_t(n));
-        free(buf->base);
         if (n < 0) {
           l->close();
           return;
@@ -187,8 +187,7 @@ PeerLinks::Link* PeerLinks::outboundTo(int serial) {
   uv_pipe_open(&link->pipe, fd);
   // Outbound links carry no replies yet; reading only notices when the peer goes away.
   uv_read_start(reinterpret_cast<uv_stream_t*>(&link->pipe), allocBuffer,
-                [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
-                  free(buf->base);
+                [](uv_stream_t* s, ssize_t n, const uv_buf_t*) {
                   if (n < 0) static_cast<Link*>(s->data)->close();
                 });
   outbound_[serial] = link;
