@@ -86,7 +86,7 @@ class Master {
   void finishReload(const std::string& error);
   void applyRuntimeSettings();
   void tick();
-  bool allRunning() const;
+  bool allRunning(uint32_t generation = 0) const;
 
   Config config_;
   std::string key_;
@@ -398,12 +398,7 @@ void Master::reload() {
 
 void Master::reloadProgress() {
   constexpr uint64_t kReadyLimitMs = 30000;
-  bool ready = true;
-  for (const auto& c : children_)
-    if (c.generation == generation_ &&
-        (*control_)->workers[c.serial].state.load() != uint32_t(shm::WorkerState::Running))
-      ready = false;
-  if (!ready) {
+  if (!allRunning(generation_)) {
     if (uv_now(&loop_) - reloadStartedMs_ > kReadyLimitMs)
       abortReload("the new generation was not ready in 30 s");
     return;
@@ -441,10 +436,12 @@ void Master::beginStop() {
   if (children_.empty()) uv_stop(&loop_);
 }
 
-bool Master::allRunning() const {
+// Every worker (of generation `generation` only, when it is not 0) has reported Running.
+bool Master::allRunning(uint32_t generation) const {
   if (children_.empty()) return false;
   for (const auto& c : children_)
-    if ((*control_)->workers[c.serial].state.load() != uint32_t(shm::WorkerState::Running))
+    if ((generation == 0 || c.generation == generation) &&
+        (*control_)->workers[c.serial].state.load() != uint32_t(shm::WorkerState::Running))
       return false;
   return true;
 }
