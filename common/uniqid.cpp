@@ -12,8 +12,7 @@ void putBe(std::string& out, uint64_t value, int bytes) {
 int hexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
+  return -1;  // a uniqId is an exact string: another spelling names no connection
 }
 
 bool readHex(std::string_view text, size_t at, int chars, uint64_t& out) {

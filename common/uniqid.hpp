@@ -23,7 +23,8 @@ struct UniqIdParts {
 };
 
 std::string formatUniqId(const UniqIdParts& parts);
-// False unless `text` is exactly 28 lowercase-or-uppercase hex characters.
+// False unless `text` is exactly 28 lowercase hex characters: uniqIds are compared as exact
+// strings (PROTOCOL.md §7.1), so an upper-case spelling of a live id names no connection.
 bool parseUniqId(std::string_view text, UniqIdParts& parts);
 
 inline uint8_t ownerSerialOf(uint32_t counter) {

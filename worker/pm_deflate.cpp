@@ -193,6 +193,59 @@ int fail(Conn* c, const char* why) {
   return kFailed;
 }
 
+}  // namespace
+}  // namespace detail
+
+InflateResult inflateMessage(std::string_view compressed, uint64_t limit, std::string& out) {
+  using detail::engine;
+  z_stream* z = detail::takeInflater();
+  if (!z) return InflateResult::Invalid;
+  InflateResult result = InflateResult::Ok;
+  out.clear();
+  size_t chunk = std::min<size_t>(std::max<size_t>(compressed.size() * 4, 1024), 64 * 1024);
+  for (int pass = 0; pass < 2 && result == InflateResult::Ok; ++pass) {
+    z->next_in = pass ? const_cast<unsigned char*>(detail::kTrailer)
+                      : reinterpret_cast<unsigned char*>(const_cast<char*>(compressed.data()));
+    z->avail_in = pass ? 4 : unsigned(compressed.size());
+    while (z->avail_in) {
+      size_t had = out.size();
+      size_t room = std::min<uint64_t>(chunk, limit + 1 - std::min<uint64_t>(had, limit + 1));
+      if (!room) {
+        result = InflateResult::TooBig;
+        break;
+      }
+      out.resize(had + room);
+      z->next_out = reinterpret_cast<unsigned char*>(out.data() + had);
+      z->avail_out = unsigned(room);
+      int r = inflate(z, Z_SYNC_FLUSH);
+      out.resize(had + room - z->avail_out);
+      if (out.size() > limit) {
+        result = InflateResult::TooBig;
+        break;
+      }
+      if (r == Z_STREAM_END) {
+        // A final block: only the appended tail may follow it.
+        if (pass == 0 && z->avail_in) result = InflateResult::Invalid;
+        break;
+      }
+      if (r != Z_OK && r != Z_BUF_ERROR) {
+        result = InflateResult::Invalid;
+        break;
+      }
+      if (r == Z_BUF_ERROR && z->avail_out) break;  // no progress possible: input used up
+    }
+  }
+  detail::Engine& e = engine();
+  if (result == InflateResult::Ok) ++e.stats.inflatedMessages;
+  if (result == InflateResult::Invalid) ++e.stats.inflateErrors;
+  if (result == InflateResult::TooBig) ++e.stats.oversized;
+  detail::giveInflater(z);
+  return result;
+}
+
+namespace detail {
+namespace {
+
 // Inflates one chunk of a compressed message into the per-thread buffer, all of it.
 int inflateChunk(Conn* c, Ebufs& b, bool lastChunk) {
   Engine& e = engine();

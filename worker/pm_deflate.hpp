@@ -18,6 +18,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <string_view>
 
 struct lws;
 struct lws_extension;
@@ -38,6 +40,15 @@ const lws_extension* extensions(const Settings& settings);
 // Call from the protocol callback on LWS_CALLBACK_ADD_HEADERS (in = lws_process_html_args*).
 // Completes our Sec-WebSocket-Extensions response line; does nothing for other responses.
 void onAddHeaders(lws* wsi, void* in);
+
+// True between the acceptance of `wsi`'s offer and its response headers: call it from
+// LWS_CALLBACK_ADD_HEADERS (before onAddHeaders) to learn that the connection is compressed.
+bool negotiating(const lws* wsi);
+
+// A whole compressed client message (RSV1 on its first frame, RFC 7692 §7.2.2: the trailing
+// 00 00 FF FF is appended here), inflated into `out` with at most `limit` bytes.
+enum class InflateResult { Ok, TooBig, Invalid };
+InflateResult inflateMessage(std::string_view compressed, uint64_t limit, std::string& out);
 
 struct Stats {
   uint64_t negotiated = 0;        // connections that accepted the extension

@@ -91,6 +91,10 @@ const lws_extension* extensions(const Settings& settings) {
   return settings.level == 0 ? nullptr : kExtensions;
 }
 
+bool negotiating(const lws* wsi) {
+  return wsi && gPending.wsi == wsi && gPending.conn;
+}
+
 void onAddHeaders(lws* wsi, void* in) {
   if (!wsi || !in || gPending.wsi != wsi || !gPending.conn) return;
   detail::Conn* conn = gPending.conn;

@@ -1,5 +1,5 @@
-// Accepting client sockets: accept4, wait for the request line (to keep the raw query string
-// before lws decodes it), then hand the socket to libwebsockets.
+// Accepting client sockets: accept4, wait for the whole request head and apply the §5.2 checks
+// to it (refusals are written here), then hand the socket to libwebsockets for the upgrade.
 #include <arpa/inet.h>
 #include <libwebsockets.h>
 #include <netinet/in.h>
@@ -10,26 +10,23 @@
 #include <cstring>
 
 #include "common/log.hpp"
+#include "common/request_head.hpp"
 #include "worker/worker.hpp"
 #include "worker/ws_handshake.hpp"
 
 namespace netsvr {
 namespace {
 
-constexpr size_t kPeekBytes = 8192;  // the request line must fit here
+// A request head must fit here (Go's default limit for a whole head is far larger, but no
+// websocket client sends 8 KiB of headers); a longer one is refused with 400.
+constexpr size_t kPeekBytes = 8192;
 
-// Extracts the raw query of "GET /path?query HTTP/1.1\r\n" as sent (not decoded).
-bool rawQueryOf(std::string_view head, std::string& query) {
-  size_t eol = head.find("\r\n");
-  if (eol == std::string_view::npos) return false;
-  std::string_view line = head.substr(0, eol);
-  size_t sp1 = line.find(' ');
-  size_t sp2 = line.rfind(' ');
-  if (sp1 == std::string_view::npos || sp2 <= sp1) return false;
-  std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-  size_t q = target.find('?');
-  query = q == std::string_view::npos ? std::string() : std::string(target.substr(q + 1));
-  return true;
+// Reads and drops what the client sent, so that closing the socket sends FIN, not RST (an RST
+// can destroy the refusal before the client has read it).
+void drainInput(int fd) {
+  char sink[4096];
+  for (int i = 0; i < 4 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
+  }
 }
 
 }  // namespace
@@ -73,27 +70,66 @@ void WsServer::acceptAll(int listenFd) {
     pending->poll.data = pending;
     conn->handshake->peekPoll = &pending->poll;
     uv_poll_init(worker_.loop, &pending->poll, fd);
-    uv_poll_start(&pending->poll, UV_READABLE, onPeekable);
+    uv_poll_start(&pending->poll, UV_READABLE | UV_DISCONNECT, onPeekable);
   }
 }
 
-void WsServer::onPeekable(uv_poll_t* handle, int status, int) {
+// Waits until the request head is complete (peeking, so that lws reads it again), then applies
+// §5.2: a refusal is written here and the socket closed; an upgrade goes to lws.
+void WsServer::onPeekable(uv_poll_t* handle, int status, int events) {
   auto* pending = static_cast<PendingAccept*>(handle->data);
+  WsServer* self = pending->server;
   Conn* conn = pending->conn;
   char buf[kPeekBytes];
   ssize_t n = status == 0 ? recv(pending->fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT) : -1;
   if (n < 0 && (errno == EAGAIN || errno == EINTR) && status == 0) return;
-  if (n > 0) {
-    conn->handshake->rawQueryKnown =
-        rawQueryOf(std::string_view(buf, size_t(n)), conn->handshake->rawQuery);
+  if (n <= 0) {
+    pending->adopt = false;  // closed or failed before the head was complete
+  } else if (!self->worker_.config.customer.tlsCertFile.empty()) {
+    // wss: the head is encrypted; lws checks what it can (onLwsEvent, CONFIRM_UPGRADE).
   } else {
-    pending->adopt = false;  // closed before sending anything
+    std::string_view bytes(buf, size_t(n));
+    size_t headBytes = http::headLength(bytes);
+    if (!headBytes && (events & UV_DISCONNECT)) {
+      pending->adopt = false;  // the client stopped sending before its head was complete
+    } else if (!headBytes && size_t(n) < sizeof buf) {
+      // Wake up only once more bytes than these are there: a level-triggered poll on unread
+      // bytes would fire again at once.
+      int lowat = int(n) + 1;
+      setsockopt(pending->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+      return;
+    } else {
+      self->judgeHead(*pending, bytes.substr(0, headBytes));
+    }
   }
   conn->handshake->peekPoll = nullptr;
   uv_poll_stop(handle);
   // lws polls the same fd once adopted; libuv allows one poll handle per fd, so the adoption
   // happens only after ours is fully closed.
   uv_close(reinterpret_cast<uv_handle_t*>(handle), onPeekClosed);
+}
+
+// §5.2 on a complete head (empty: the head did not fit in kPeekBytes): the refusal is written
+// here; an accepted socket keeps what ConnOpen needs and goes to lws.
+void WsServer::judgeHead(PendingAccept& pending, std::string_view head) {
+  http::Verdict verdict = head.empty() ? http::refusal(400, "Bad Request")
+                                       : http::checkHandshake(head, handshakeRules());
+  if (verdict.status != 101) {
+    drainInput(pending.fd);
+    std::string response = http::refusalResponse(verdict);
+    if (send(pending.fd, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+      LOG_DEBUG("refusal to a client: %s", strerror(errno));
+    shutdown(pending.fd, SHUT_WR);
+    pending.adopt = false;
+    return;
+  }
+  Handshake& hs = *pending.conn->handshake;
+  hs.rawQuery = verdict.rawQuery;
+  hs.xForwardedFor = verdict.xForwardedFor;
+  hs.xRealIp = verdict.xRealIp;
+  hs.checked = true;
+  int lowat = 1;
+  setsockopt(pending.fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
 }
 
 void WsServer::onPeekClosed(uv_handle_t* handle) {

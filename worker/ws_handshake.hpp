@@ -14,7 +14,7 @@ namespace netsvr {
 
 struct Handshake {
   std::string rawQuery;
-  bool rawQueryKnown = false;
+  bool checked = false;  // §5.2 passed on the peeked head; lws only performs the upgrade
   std::string xForwardedFor;
   std::string xRealIp;
   std::string remoteAddr;

@@ -73,6 +73,14 @@ std::string headerValue(lws* wsi, lws_token_indexes token) {
   return out;
 }
 
+// The first of possibly several headers of that name (lws joins repeated headers; §5 wants
+// the first one's value).
+std::string firstHeaderValue(lws* wsi, lws_token_indexes token) {
+  char buf[1024];
+  int n = lws_hdr_copy_fragment(wsi, buf, sizeof buf, token, 0);
+  return n > 0 ? std::string(buf, size_t(n)) : std::string();
+}
+
 // Writes a complete HTTP/1.1 response and asks lws to close. lws_return_http_status() would
 // emit an HTTP/1.0 status line, which strict clients refuse (LWS-NOTES.md).
 int respondHttp(lws* wsi, int code, const char* text, std::string_view body) {
@@ -107,6 +115,24 @@ WsServer::WsServer(Worker& worker) : worker_(worker) {
   uint64_t hb = uint64_t(worker.config.customer.heartbeatInterval.count()) / 1000;
   heartbeatSeconds_ = uint32_t(hb ? hb : 1);
   handshakeMs_ = uint64_t(worker.config.customer.handshakeTimeout.count());
+  ownReader_ = worker.config.customer.tlsCertFile.empty();
+  // Autobahn's suite sends messages of up to 16 MiB and reads their echo back.
+  constexpr uint64_t kAutobahnLimit = 64u << 20;
+  const auto& cfg = worker.config.customer;
+  receiveLimit_ = worker.config.autobahn
+                      ? std::max<uint64_t>(uint64_t(cfg.receivePackLimit), kAutobahnLimit)
+                      : uint64_t(cfg.receivePackLimit);
+  sendQueueLimit_ = worker.config.autobahn
+                        ? std::max<uint64_t>(uint64_t(cfg.sendQueueLimit), 2 * kAutobahnLimit)
+                        : uint64_t(cfg.sendQueueLimit);
+}
+
+http::HandshakeRules WsServer::handshakeRules() const {
+  http::HandshakeRules rules;
+  rules.handlePattern = worker_.config.customer.handlePattern;
+  rules.allowOrigin = &worker_.config.customer.allowOrigin;
+  rules.autobahn = worker_.config.autobahn;
+  return rules;
 }
 
 WsServer::~WsServer() = default;
@@ -127,8 +153,9 @@ void WsServer::start() {
   const auto& cfg = worker_.config.customer;
   pmd::Settings deflate;  // permessage-deflate: our extension, never lws's built-in one
   deflate.level = cfg.compressionLevel;
-  deflate.receiveLimit = uint64_t(cfg.receivePackLimit);
-  info.extensions = pmd::extensions(deflate);  // nullptr when CompressionLevel = 0
+  deflate.receiveLimit = receiveLimit_;
+  if (worker_.config.autobahn) deflate.minCompressSize = 0;  // §6.2: threshold 0 in Autobahn mode
+  info.extensions = pmd::extensions(deflate);                // nullptr when CompressionLevel = 0
   if (!info.extensions)
     LOG_DEBUG("permessage-deflate not negotiated (Customer.CompressionLevel = 0)");
   if (!cfg.tlsCertFile.empty()) {  // wss: OpenSSL through lws on every adopted socket
@@ -185,11 +212,9 @@ void WsServer::unlink(Conn* conn) {
 void WsServer::freeConn(Conn* conn) {
   if (conn->handshake && conn->handshake->callbackId)
     worker_.http->cancel(conn->handshake->callbackId);
-  while (Conn::OutNode* node = conn->outHead) {
-    conn->outHead = node->next;
-    node->message->release();
-    delete node;
-  }
+  dropQueue(*conn);
+  releaseReader(conn->reader);
+  conn->reader = nullptr;
   if (conn->flags & Conn::FlushDue) dirty_[conn->dirtyIndex] = nullptr;
   unlink(conn);
   --sockets_;
@@ -211,10 +236,15 @@ int WsServer::onLwsEvent(lws* wsi, int reason, void* in, size_t len) {
   switch (reason) {
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
       if (!conn) return -1;
-      std::string path = headerValue(wsi, WSI_TOKEN_GET_URI);
+      Handshake& hs = *conn->handshake;
+      if (hs.checked) return 0;  // §5.2 was applied to the peeked head (ws_accept.cpp)
+      // wss: the head was encrypted when peeked; check what lws parsed of it.
       const auto& cfg = worker_.config.customer;
+      if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
+        return respondHttp(wsi, 405, "Method Not Allowed", "Method Not Allowed");
+      std::string path = headerValue(wsi, WSI_TOKEN_GET_URI);
       if (!worker_.config.autobahn && path != cfg.handlePattern)
-        return respondHttp(wsi, 404, "Not Found", "404 page not found\n");
+        return respondHttp(wsi, 404, "Not Found", "Not Found");
       if (!cfg.allowOrigin.empty() && !worker_.config.autobahn) {
         std::string origin = headerValue(wsi, WSI_TOKEN_ORIGIN);
         bool allowed = false;
@@ -222,52 +252,36 @@ int WsServer::onLwsEvent(lws* wsi, int reason, void* in, size_t len) {
           if (!origin.empty() && origin.find(o) != std::string::npos) allowed = true;
         if (!allowed) return respondHttp(wsi, 403, "Forbidden", "Forbidden");
       }
-      Handshake& hs = *conn->handshake;
-      hs.xForwardedFor = headerValue(wsi, WSI_TOKEN_X_FORWARDED_FOR);
-      hs.xRealIp = headerValue(wsi, WSI_TOKEN_HTTP_X_REAL_IP);
-      if (!hs.rawQueryKnown) {
-        // The request line arrived in pieces: rebuild it from lws's decoded fragments.
-        char frag[1024];
-        for (int i = 0;
-             lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; ++i) {
-          if (i) hs.rawQuery += '&';
-          hs.rawQuery += frag;
-        }
+      if (headerValue(wsi, WSI_TOKEN_VERSION) != "13")
+        return respondHttp(wsi, 426, "Upgrade Required", "Upgrade Required");
+      hs.xForwardedFor = firstHeaderValue(wsi, WSI_TOKEN_X_FORWARDED_FOR);
+      hs.xRealIp = firstHeaderValue(wsi, WSI_TOKEN_HTTP_X_REAL_IP);
+      char frag[1024];  // lws decodes the query: rebuild it from its fragments, as near as it gets
+      for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) > 0;
+           ++i) {
+        if (i) hs.rawQuery += '&';
+        hs.rawQuery += frag;
       }
       return 0;
     }
-    case LWS_CALLBACK_HTTP:
+    case LWS_CALLBACK_HTTP:  // wss only: plain sockets are answered before lws sees them
+      if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
+        return respondHttp(wsi, 405, "Method Not Allowed", "Method Not Allowed");
       return respondHttp(wsi, 200, "OK", "Hello netsvr");
     case LWS_CALLBACK_ADD_HEADERS:  // completes our Sec-WebSocket-Extensions answer
+      if (conn && pmd::negotiating(wsi)) conn->flags |= Conn::Compressed;
       pmd::onAddHeaders(wsi, in);
       return 0;
     case LWS_CALLBACK_ESTABLISHED:
       if (!conn) return -1;
+      if (ownReader_) startReading(*conn);
       openConnection(*conn);
       return 0;
-    case LWS_CALLBACK_RECEIVE: {
-      if (!conn || (conn->phase != Conn::Open && conn->phase != Conn::Opening)) return 0;
-      auto* data = static_cast<const char*>(in);
-      bool complete = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
-      size_t limit = size_t(worker_.config.customer.receivePackLimit);
-      size_t have = conn->partial ? conn->partial->size() : 0;
-      if (have + len + lws_remaining_packet_payload(wsi) > limit) {
-        conn->partial.reset();
-        closePolitely(*conn, 1009, "message too big");
-        return 0;
-      }
-      if (complete && !conn->partial) {
-        onMessage(*conn, std::string_view(data, len));
-        return 0;
-      }
-      if (!conn->partial) conn->partial = std::make_unique<std::string>();
-      conn->partial->append(data, len);
-      if (complete) {
-        std::unique_ptr<std::string> message = std::move(conn->partial);
-        onMessage(*conn, *message);
-      }
+    case LWS_CALLBACK_RECEIVE:
+      // Our reader parses frames (ws_read.cpp); what lws still hands over was buffered with the
+      // request head and is dropped, as the Go gateway drops it (§5.2).
+      if (conn) onFrameBytes(*conn, static_cast<const char*>(in), len);
       return 0;
-    }
     case LWS_CALLBACK_SERVER_WRITEABLE:
       return conn ? onWritable(*conn) : 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:

@@ -4,7 +4,9 @@
 
 #include <uv.h>
 
+#include "common/request_head.hpp"
 #include "common/token_bucket.hpp"
+#include "common/ws_frame.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -26,26 +28,36 @@ struct Worker;
 // A message body framed once and shared by every connection it is queued on. The payload sits
 // after LWS_PRE bytes of headroom, where lws writes each connection's frame header.
 struct OutMessage {
+  enum Kind : uint8_t {
+    Data,    // a data frame of Customer.SendMessageType
+    Text,    // a text frame whatever SendMessageType says (Autobahn echo)
+    Binary,  // a binary frame likewise
+    Close,   // a close frame: status code and reason
+    Pong,    // the answer to a client's Ping, with its payload
+  };
   uint32_t refs;
-  uint32_t size;           // payload bytes
-  bool isClose;            // payload is a close frame's status code and reason
+  uint32_t size;  // payload bytes
+  Kind kind;
   unsigned char bytes[1];  // LWS_PRE + size
 
-  static OutMessage* make(std::string_view payload, bool isClose = false);
+  static OutMessage* make(std::string_view payload, Kind kind = Data);
   unsigned char* payload() { return bytes + kHeadroom; }
   void release();
   static const size_t kHeadroom;
 };
 
 struct Handshake;
+struct WsReader;
 
 struct Conn {
   enum Phase : uint8_t { Adopting, Http, Opening, Open, Closing };
   enum Flag : uint8_t {
-    InTable = 1,    // visible to commands (completed open processing)
-    CloseSent = 2,  // our close frame is on the wire
-    Destroyed = 4,  // lws freed the wsi while we were still adopting it
-    FlushDue = 8,   // in the write batch of this loop iteration (dirtyIndex is its place)
+    InTable = 1,          // visible to commands (completed open processing)
+    CloseSent = 2,        // our close frame is on the wire
+    Destroyed = 4,        // lws freed the wsi while we were still adopting it
+    FlushDue = 8,         // in the write batch of this loop iteration (dirtyIndex is its place)
+    Compressed = 16,      // permessage-deflate was negotiated
+    KillAfterClose = 32,  // close TCP as soon as our close frame is written (§6.1, §6.3)
   };
   struct OutNode {
     OutMessage* message;
@@ -58,7 +70,7 @@ struct Conn {
   OutNode* outHead = nullptr;
   OutNode* outTail = nullptr;
   std::unique_ptr<Handshake> handshake;  // only until open processing is done
-  std::unique_ptr<std::string> partial;  // only while a fragmented message is being read
+  WsReader* reader = nullptr;            // inbound frames (worker/ws_read.cpp), once open
   uint64_t key = 0;                      // (acceptTime << 32) | counter, see uniqid.hpp
   uint32_t lastActive = 0;               // monotonic seconds
   uint32_t queuedBytes = 0;              // outbound payload bytes waiting in the queue
@@ -67,6 +79,9 @@ struct Conn {
   Phase phase = Adopting;
   uint8_t flags = 0;
 };
+
+// Frees a connection's reader (worker/ws_read.cpp); its descriptor is closed with its handle.
+void releaseReader(WsReader* reader);
 
 class WsServer {
  public:
@@ -83,6 +98,7 @@ class WsServer {
   void whenEmpty(void (*done)(void*), void* arg);
   // Stops accepting and closes every client with 1001; calls done() once all are gone.
   void stop(void (*done)(void*), void* arg);
+  http::HandshakeRules handshakeRules() const;
   // Second half of the lws shutdown dance (must run outside the loop, see LWS-NOTES.md).
   void destroyContext();
 
@@ -104,6 +120,10 @@ class WsServer {
       if (c->phase == Conn::Open && (c->flags & Conn::InTable)) f(*c);
   }
 
+  // Reading client frames (worker/ws_read.cpp).
+  void onFrameBytes(Conn& conn, const char* data, size_t len);  // lws-read bytes (wss only)
+  void readerClosedInput(Conn& conn);  // the client's side of the TCP connection ended
+
   // lws glue (public for the C callback).
   int onLwsEvent(lws* wsi, int reason, void* in, size_t len);
 
@@ -112,6 +132,7 @@ class WsServer {
   static void onAcceptable(uv_poll_t* handle, int status, int events);
   static void onPeekable(uv_poll_t* handle, int status, int events);
   static void onPeekClosed(uv_handle_t* handle);
+  void judgeHead(PendingAccept& pending, std::string_view head);
   static void onSweep(uv_timer_t* handle);
   void abandon(Conn& conn);  // drops a socket that has not completed the upgrade
   void acceptAll(int listenFd);
@@ -126,10 +147,29 @@ class WsServer {
   void closedConnection(Conn& conn);
   void onMessage(Conn& conn, std::string_view data);
   int onWritable(Conn& conn);
+  // Inbound frames: our own parser on a duplicate of the socket (docs/DESIGN.md says why).
+  void startReading(Conn& conn);
+  void stopReading(Conn& conn);
+  static void onReadable(uv_poll_t* handle, int status, int events);
+  void readFrames(Conn& conn);
+  // Returns bytes consumed from `bytes`; stops early once the connection fails or closes.
+  size_t consumeFrames(Conn& conn, char* bytes, size_t len);
+  void onDataFrame(Conn& conn, const ws::FrameHeader& h, const ws::FramePlace& place,
+                   char* payload);
+  void onControlFrame(Conn& conn, const ws::FrameHeader& h, std::string_view payload);
+  void onCompleteMessage(Conn& conn, uint8_t opcode, bool compressed, std::string_view data);
+  // §6.1: a Close frame with `payload` (code + reason), then the TCP connection is closed at once.
+  void failConnection(Conn& conn, std::string_view closePayload);
+  void failConnection(Conn& conn, uint16_t code, std::string_view reason);
+  void killNow(Conn& conn);  // TCP closed now: no (more) close frame
+  void queueControl(Conn& conn, OutMessage* message);
+  void schedule(Conn& conn, bool wasEmpty, bool idle);
   // Writes queued frames until the queue is empty or the socket takes no more (then asks lws for
   // POLLOUT); several frames go out corked, as one TCP segment where they fit. -1: write failed.
   int writeQueued(Conn& conn);
   void enqueue(Conn& conn, OutMessage* message);
+  void dropQueue(Conn& conn);
+  int writeProtocolOf(uint8_t kind) const;  // an lws_write_protocol
   void flushDirty();
   void writeFailed(Conn& conn);
   void freeConn(Conn* conn);
@@ -157,6 +197,11 @@ class WsServer {
   uint32_t heartbeatSeconds_ = 120;
   uint64_t handshakeMs_ = 10000;  // Customer.HandshakeTimeout
   int sendType_ = 0;              // lws_write_protocol of data frames (Customer.SendMessageType)
+  bool ownReader_ = true;         // false with wss: lws decrypts, so lws parses frames too
+  // Bounds on one client message and on a client's queued output, bytes. Customer's
+  // ReceivePackLimit and SendQueueLimit, or far larger in Autobahn mode (§12.2: no limits).
+  uint64_t receiveLimit_ = 0;
+  uint64_t sendQueueLimit_ = 0;
 };
 
 }  // namespace netsvr

@@ -25,15 +25,30 @@ constexpr int kCloseGraceSeconds = 2;  // §6.8: TCP force-closed 2 s after our 
 // lws 4.1 keeps LWS_WRITE_CLOSE (4, between HTTP and PING) in its private headers.
 constexpr auto kWriteClose = lws_write_protocol(4);
 
+bool isData(OutMessage::Kind kind) {
+  return kind == OutMessage::Data || kind == OutMessage::Text || kind == OutMessage::Binary;
+}
+
 }  // namespace
 
-OutMessage* OutMessage::make(std::string_view payload, bool isClose) {
+int WsServer::writeProtocolOf(uint8_t kind) const {
+  switch (kind) {
+    case OutMessage::Text:
+      return LWS_WRITE_TEXT;
+    case OutMessage::Binary:
+      return LWS_WRITE_BINARY;
+    default:
+      return sendType_;
+  }
+}
+
+OutMessage* OutMessage::make(std::string_view payload, Kind kind) {
   void* mem = malloc(sizeof(OutMessage) + kHeadroom + payload.size());
   if (!mem) throw std::bad_alloc();
   auto* m = static_cast<OutMessage*>(mem);
   m->refs = 1;
   m->size = uint32_t(payload.size());
-  m->isClose = isClose;
+  m->kind = kind;
   if (!payload.empty()) memcpy(m->payload(), payload.data(), payload.size());
   return m;
 }
@@ -45,7 +60,7 @@ void OutMessage::release() {
 void WsServer::deliver(Conn& conn, OutMessage* message) {
   if (conn.phase != Conn::Open) return;
   size_t frame = message->size + (message->size < 126 ? 2 : message->size < 65536 ? 4 : 10);
-  if (conn.queuedBytes + message->size > uint64_t(worker_.config.customer.sendQueueLimit)) {
+  if (conn.queuedBytes + message->size > sendQueueLimit_) {
     worker_.mark(11);
     worker_.mark(12, int64_t(frame));
     closePolitely(conn, 1008, "send queue full");
@@ -57,7 +72,8 @@ void WsServer::deliver(Conn& conn, OutMessage* message) {
   if (idle && !batchWrites_) {
     // Nothing waits: write now. One send(2) instead of arming POLLOUT, waking up and disarming
     // it (two epoll_ctl calls and a loop turn); lws keeps any unsent rest and finishes it itself.
-    if (lws_write(conn.wsi, message->payload(), message->size, lws_write_protocol(sendType_)) < 0)
+    if (lws_write(conn.wsi, message->payload(), message->size,
+                  lws_write_protocol(writeProtocolOf(message->kind))) < 0)
       writeFailed(conn);
     return;
   }
@@ -121,7 +137,7 @@ int WsServer::writeQueued(Conn& conn) {
   int rc = 0;
   while (conn.outHead && !lws_partial_buffered(conn.wsi)) {
     Conn::OutNode* node = conn.outHead;
-    if (fd < 0 && node->next && !node->message->isClose) {
+    if (fd < 0 && node->next && isData(node->message->kind)) {
       // TCP_CORK: the kernel holds the frames until uncorked and sends them in full segments.
       fd = int(lws_get_socket_fd(conn.wsi));
       int on = 1;
@@ -131,12 +147,15 @@ int WsServer::writeQueued(Conn& conn) {
     if (!conn.outHead) conn.outTail = nullptr;
     OutMessage* message = node->message;
     delete node;
-    if (message->isClose) {
+    if (message->kind == OutMessage::Close) {
       rc = lws_write(conn.wsi, message->payload(), message->size, kWriteClose);
       conn.flags |= Conn::CloseSent;
+    } else if (message->kind == OutMessage::Pong) {
+      rc = lws_write(conn.wsi, message->payload(), message->size, LWS_WRITE_PONG);
     } else {
       conn.queuedBytes -= message->size;
-      rc = lws_write(conn.wsi, message->payload(), message->size, lws_write_protocol(sendType_));
+      rc = lws_write(conn.wsi, message->payload(), message->size,
+                     lws_write_protocol(writeProtocolOf(message->kind)));
     }
     message->release();
     if (rc < 0) break;
@@ -149,8 +168,27 @@ int WsServer::writeQueued(Conn& conn) {
     writeFailed(conn);
     return -1;
   }
-  if (conn.outHead) lws_callback_on_writable(conn.wsi);
+  if (conn.outHead) {
+    lws_callback_on_writable(conn.wsi);
+  } else if ((conn.flags & Conn::KillAfterClose) && (conn.flags & Conn::CloseSent)) {
+    // §6.1: the close frame of a protocol failure is out; lws flushes any unsent rest of it
+    // before the socket is shut down.
+    if (!lws_partial_buffered(conn.wsi))
+      killNow(conn);
+    else
+      lws_callback_on_writable(conn.wsi);
+  }
   return 0;
+}
+
+void WsServer::dropQueue(Conn& conn) {
+  while (Conn::OutNode* node = conn.outHead) {
+    conn.outHead = node->next;
+    node->message->release();
+    delete node;
+  }
+  conn.outTail = nullptr;
+  conn.queuedBytes = 0;
 }
 
 // Appends a message (one reference, the caller's) at the tail of the connection's queue.
@@ -177,7 +215,7 @@ void WsServer::closePolitely(Conn& conn, uint16_t code, std::string_view reason)
   payload.push_back(char(code >> 8));
   payload.push_back(char(code & 0xFF));
   payload.append(reason.substr(0, 123));
-  enqueue(conn, OutMessage::make(payload, true));
+  enqueue(conn, OutMessage::make(payload, OutMessage::Close));
   lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, kCloseGraceSeconds);
   lws_callback_on_writable(conn.wsi);
 }

@@ -24,7 +24,8 @@ TEST_CASE("parseUniqId refuses anything but 28 hex characters") {
   CHECK_FALSE(parseUniqId("7f00000117ae6500000001abcde", p));
   CHECK_FALSE(parseUniqId("7f00000117ae6500000001abcdefa", p));
   CHECK_FALSE(parseUniqId("7f00000117ae6500000001abcdeg", p));
-  CHECK(parseUniqId("7F00000117AE6500000001ABCDEF", p));
+  CHECK_FALSE(parseUniqId("7F00000117AE6500000001ABCDEF", p));  // exact strings only
+  CHECK_FALSE(parseUniqId("7f00000117ae6500000001abcdeF", p));
 }
 
 TEST_CASE("the generator keeps the owner serial in the high byte and wraps the low 24 bits") {
