@@ -5,6 +5,8 @@
 // decrypt, so it parses frames too and hands the payloads to onFrameBytes().
 #include <fcntl.h>
 #include <libwebsockets.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -241,17 +243,23 @@ void WsServer::failConnection(Conn& conn, std::string_view closePayload) {
   conn.phase = Conn::Closing;  // frames queued before the offence still go out first
   conn.flags |= Conn::KillAfterClose;
   enqueue(conn, OutMessage::make(closePayload, OutMessage::Close));
-  writeQueued(conn);  // kills the connection once the frame is out
-  // A close frame stuck behind a full window does not keep the socket longer than a polite one.
-  if (!(conn.flags & Conn::CloseSent) || lws_partial_buffered(conn.wsi))
-    lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, 2);
+  conn.lastActive = monotonicSeconds();  // a frame stuck behind a full window: sweep() ends it
+  writeQueued(conn);                     // kills the connection once the frame is out
 }
 
-void WsServer::killNow(Conn& conn) {
+void WsServer::killNow(Conn& conn, bool dropUnsent) {
   stopReading(conn);
   if (conn.phase != Conn::Adopting) conn.phase = Conn::Closing;
+  conn.lastActive = monotonicSeconds();  // sweep() tries again 2 s later if lws still holds it
   if (!conn.wsi) return;
   int fd = int(lws_get_socket_fd(conn.wsi));
+  int unsent = 0;
+  if (fd >= 0 && dropUnsent && ioctl(fd, SIOCOUTQ, &unsent) == 0 && unsent > 0) {
+    // A client that does not read: reset rather than keep its unsent bytes (up to megabytes
+    // of kernel buffer) until the kernel gives up on it.
+    linger reset{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  }
   if (fd >= 0) shutdown(fd, SHUT_RDWR);  // FIN now, after what the kernel already holds
   // lws closes a socket only once it reads its end (it waits for that after its own shutdown):
   // let it read again; with both directions shut down its next read sees the end at once.

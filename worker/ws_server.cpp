@@ -39,6 +39,7 @@ constexpr size_t kRxBufferSize = 512;
 // epoll_ctl calls and a loop turn of latency per 1 KiB message. The kernel takes what fits in
 // the socket buffer; lws keeps only an unsent rest.
 constexpr size_t kTxPacketSize = 1 << 20;
+constexpr uint32_t kCloseGraceSeconds = 2;  // §6.8: TCP force-closed 2 s after our close frame
 int lwsCallback(lws* wsi, lws_callback_reasons reason, void* /*user*/, void* in, size_t len) {
   auto* server = static_cast<WsServer*>(lws_context_user(lws_get_context(wsi)));
   if (!server) return 0;
@@ -468,16 +469,23 @@ void WsServer::onSweep(uv_timer_t* handle) {
 
 void WsServer::sweep() {
   uint32_t now = monotonicSeconds();
+  int unfinished = 0;  // sockets dropped for not completing the upgrade in time
   for (Conn* c = head_; c;) {
     Conn* next = c->next;
     if (c->phase == Conn::Open && now - c->lastActive > heartbeatSeconds_) {
       closePolitely(*c, 1001, "heartbeat timeout");
+    } else if (c->phase == Conn::Closing && c->wsi && now - c->lastActive >= kCloseGraceSeconds) {
+      killNow(*c, true);  // §6.8: the TCP connection ends 2 s after our close frame at the latest
     } else if (c->handshake && c->phase != Conn::Opening &&
                uv_now(worker_.loop) - c->handshake->acceptedAtMs >= handshakeLimitMs()) {
       abandon(*c);  // never completed the upgrade in time (DECISIONS 8)
+      ++unfinished;
     }
     c = next;
   }
+  if (unfinished)  // one line per sweep, not one per socket: a slow-loris crowd is thousands
+    LOG_INFO("closed %d sockets that did not complete the websocket handshake within %llu ms",
+             unfinished, static_cast<unsigned long long>(handshakeLimitMs()));
   // glibc keeps the heap of mass disconnects; give it back once a few thousand have left.
   constexpr int64_t kTrimAfterClosed = 2048;
   if (peakSockets_ - sockets_ >= kTrimAfterClosed) {

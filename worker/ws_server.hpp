@@ -161,7 +161,9 @@ class WsServer {
   // §6.1: a Close frame with `payload` (code + reason), then the TCP connection is closed at once.
   void failConnection(Conn& conn, std::string_view closePayload);
   void failConnection(Conn& conn, uint16_t code, std::string_view reason);
-  void killNow(Conn& conn);  // TCP closed now: no (more) close frame
+  // TCP closed now, no (more) close frame; with dropUnsent, bytes the client has not taken are
+  // dropped (RST) instead of lingering in the kernel.
+  void killNow(Conn& conn, bool dropUnsent = false);
   void queueControl(Conn& conn, OutMessage* message);
   void schedule(Conn& conn, bool wasEmpty, bool idle);
   // Writes queued frames until the queue is empty or the socket takes no more (then asks lws for

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <new>
 
+#include "common/log.hpp"
 #include "worker/worker.hpp"
 #include "worker/ws_server.hpp"
 
@@ -21,7 +22,6 @@ namespace {
 // Bytes a connection's batch may hold before it is written without waiting for the end of the
 // loop iteration: several segments' worth, far below Customer.SendQueueLimit's default 1 MiB.
 constexpr uint32_t kBatchFlushBytes = 64 * 1024;
-constexpr int kCloseGraceSeconds = 2;  // §6.8: TCP force-closed 2 s after our close frame
 // lws 4.1 keeps LWS_WRITE_CLOSE (4, between HTTP and PING) in its private headers.
 constexpr auto kWriteClose = lws_write_protocol(4);
 
@@ -63,6 +63,9 @@ void WsServer::deliver(Conn& conn, OutMessage* message) {
   if (conn.queuedBytes + message->size > sendQueueLimit_) {
     worker_.mark(11);
     worker_.mark(12, int64_t(frame));
+    LOG_INFO("client %s: send queue full (%u bytes waiting, Customer.SendQueueLimit %llu): closing",
+             worker_.uniqIdOf(conn.key).c_str(), conn.queuedBytes,
+             static_cast<unsigned long long>(sendQueueLimit_));
     closePolitely(conn, 1008, "send queue full");
     return;
   }
@@ -216,7 +219,7 @@ void WsServer::closePolitely(Conn& conn, uint16_t code, std::string_view reason)
   payload.push_back(char(code & 0xFF));
   payload.append(reason.substr(0, 123));
   enqueue(conn, OutMessage::make(payload, OutMessage::Close));
-  lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, kCloseGraceSeconds);
+  conn.lastActive = monotonicSeconds();  // while Closing: when the close began (sweep())
   lws_callback_on_writable(conn.wsi);
 }
 
