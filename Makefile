@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CONFIG ?= etc/netsvr.toml
 PYTHON ?= /usr/bin/python3
 
-.PHONY: deps build run test unit unit-asan integration bench clean format
+.PHONY: deps build run test unit unit-asan integration bench soak clean format
 
 deps:
 	@bash scripts/install-deps.sh
@@ -37,6 +37,12 @@ test: unit-asan integration
 
 bench: build
 	@bash scripts/bench.sh
+
+# Steady load with faults (reloads, worker kills, churn, hostile clients) for SOAK_MINUTES
+# (default 10); appends its table to docs/RELIABILITY.md.
+soak: build
+	@ulimit -n 65536 2>/dev/null; NETSVR_BIN=$(abspath $(BUILD))/netsvr NETSVR_PROTO_PY=$(abspath $(BUILD))/proto_py \
+	  $(PYTHON) tests/soak/soak.py
 
 format:
 	@clang-format -i $$(git ls-files '*.cpp' '*.hpp')

@@ -8,7 +8,9 @@
 #include <cstring>
 #include <ctime>
 
+#include "cmd.pb.h"
 #include "common/log.hpp"
+#include "common/packet.hpp"
 #include "worker/peer_links.hpp"
 #include "worker/router.hpp"
 #include "worker/worker.hpp"
@@ -469,11 +471,25 @@ void BizLinks::sendNow(Event event, uint32_t cmd, const std::string& body) {
 
 void BizLinks::deliverFromPeer(uint32_t linkId, std::string packet) {
   BizLink* link = find(linkId);
-  if (!link || !link->events) {
-    worker.mark(10);  // the link went away between the choice and the delivery
+  if (link && link->events) {
+    link->send(std::move(packet), true);
     return;
   }
-  link->send(std::move(packet), true);
+  // The link unregistered or closed while the event was on its way here (another worker chose
+  // it from the registry a moment before): choose again among the receivers there are now, or
+  // hold the event, rather than lose it.
+  uint32_t cmd =
+      packet.size() >= kLengthSize + kCmdSize ? readBe32(packet.data() + kLengthSize) : 0;
+  Event event = cmd == netsvr::cmd::ConnOpen    ? Event::OnOpen
+                : cmd == netsvr::cmd::ConnClose ? Event::OnClose
+                : cmd == netsvr::cmd::Transfer  ? Event::OnMessage
+                                                : Event(0);
+  refreshReceivers();
+  if (event == Event(0) || (receivers_[eventIndex(event)].empty() && !holding(event))) {
+    worker.mark(10);
+    return;
+  }
+  emitEvent(event, cmd, packet.substr(kLengthSize + kCmdSize));
 }
 
 }  // namespace netsvr

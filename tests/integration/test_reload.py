@@ -170,6 +170,7 @@ class EchoBusiness:
         self._wlink: Optional[h.BusinessLink] = None
         self._tlink: Optional[h.BusinessLink] = None
         self._wbuf = bytearray()
+        self._unregistered = False
         self._connect_worker()
         if echo:
             self._tlink = gw.task()
@@ -206,6 +207,30 @@ class EchoBusiness:
                 return
             except (OSError, AssertionError):
                 self._stop.wait(0.05)  # gateway not accepting right now: retry soon
+
+    def leave_and_return(self) -> None:
+        """Like an SDK that restarts: Unregister, read up to the UnRegisterResp (it follows every
+        event already queued on the link), close the link and register on a new one."""
+        link = self._wlink
+        if link is not None:
+            link.send(Cmd.Unregister, pb.UnRegisterReq(connId=link.conn_id))
+
+    def _reregister(self) -> None:
+        self._unregistered = False
+        self.worker_link_open.clear()
+        with self.lock:
+            if self._wbuf:
+                self.errors.append(f"data after the UnRegisterResp ({len(self._wbuf)} bytes)")
+        self._wlink.close()
+        self._wlink = None
+        while not self._stop.is_set():
+            try:
+                self._connect_worker()
+                with self.lock:
+                    self.reconnects += 1
+                return
+            except (OSError, AssertionError):
+                self._stop.wait(0.05)
 
     def _task_eof(self) -> None:
         with self.lock:
@@ -247,6 +272,9 @@ class EchoBusiness:
                             break
                         self._wbuf += data
                         self._process()
+                        if self._unregistered:
+                            self._reregister()
+                            break
                     elif self._tlink is not None and s is self._tlink.sock:
                         if not data:
                             self._task_eof()
@@ -296,6 +324,8 @@ class EchoBusiness:
                     m.ParseFromString(body)
                     self.open_query[m.uniqId] = m.rawQuery
                     self.open_count[m.uniqId] += 1
+                elif cmd == Cmd.Unregister:  # UnRegisterResp: every event before it is in
+                    self._unregistered = True
                 elif cmd == Cmd.ConnClose:
                     m = pb.ConnClose()
                     m.ParseFromString(body)
