@@ -197,8 +197,10 @@ class EchoBusiness:
                 self.errors.append(f"worker link closed inside a packet ({len(self._wbuf)} bytes)")
         self._wlink.close()
         self._wlink = None
-        if not self.reconnect:
-            return
+        if self.reconnect:
+            self._reconnect_worker()
+
+    def _reconnect_worker(self) -> None:
         while not self._stop.is_set():
             try:
                 self._connect_worker()
@@ -223,14 +225,7 @@ class EchoBusiness:
                 self.errors.append(f"data after the UnRegisterResp ({len(self._wbuf)} bytes)")
         self._wlink.close()
         self._wlink = None
-        while not self._stop.is_set():
-            try:
-                self._connect_worker()
-                with self.lock:
-                    self.reconnects += 1
-                return
-            except (OSError, AssertionError):
-                self._stop.wait(0.05)
+        self._reconnect_worker()
 
     def _task_eof(self) -> None:
         with self.lock:
