@@ -19,6 +19,7 @@ file(WRITE "${NETSVR_STAGE_DIR}/netsvr.toml" "${installed}")
 file(READ "${NETSVR_SOURCE_DIR}/etc/netsvr.service" unit)
 string(REPLACE "/usr/bin/netsvr" "${CMAKE_INSTALL_PREFIX}/bin/netsvr" unit "${unit}")
 string(REPLACE "/etc/netsvr/" "${etc_dir}/" unit "${unit}")
+string(REPLACE "/usr/share/doc/netsvr" "${CMAKE_INSTALL_PREFIX}/share/doc/netsvr" unit "${unit}")
 file(WRITE "${NETSVR_STAGE_DIR}/netsvr.service" "${unit}")
 
 file(INSTALL "${NETSVR_STAGE_DIR}/netsvr.toml" DESTINATION "${etc_dir}"
