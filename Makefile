@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CONFIG ?= etc/netsvr.toml
 PYTHON ?= /usr/bin/python3
 
-.PHONY: deps build run test unit unit-asan integration bench soak clean format
+.PHONY: deps build run test unit unit-asan integration bench soak deb clean format
 
 deps:
 	@bash scripts/install-deps.sh
@@ -34,6 +34,11 @@ integration: build
 
 # Unit tests under sanitizers first, then the integration tests (the summary line comes last).
 test: unit-asan integration
+
+# netsvr_<version>_amd64.deb (CPack, packaging/deb.cmake) in $(BUILD)/deb.
+deb: build
+	@cd $(BUILD) && cpack -G DEB -B $(abspath $(BUILD))/deb >/dev/null
+	@ls $(abspath $(BUILD))/deb/*.deb
 
 bench: build
 	@bash scripts/bench.sh

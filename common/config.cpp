@@ -4,6 +4,7 @@
 // for the Go gateway starts ours unchanged.
 #include "common/config.hpp"
 
+#include "common/fnv1a.hpp"
 #include "common/meter.hpp"
 
 #include <arpa/inet.h>
@@ -84,19 +85,6 @@ std::string render(const toml::node& n) {
 Millis toMillis(int64_t ns) {
   if (ns <= 0) return Millis(ns / 1'000'000);
   return Millis(ns / 1'000'000 + (ns % 1'000'000 != 0 ? 1 : 0));
-}
-
-// Joins a relative path to `base` (or to the working directory when base is empty).
-std::string resolvePath(const std::string& base, const std::string& p) {
-  fs::path path(p);
-  if (path.is_absolute()) return path.lexically_normal().string();
-  fs::path dir(base);
-  if (dir.empty() || dir.is_relative()) {
-    std::error_code ec;
-    const fs::path cwd = fs::current_path(ec);  // fails only when the cwd was removed
-    if (!ec) dir = cwd / dir;
-  }
-  return (dir / path).lexically_normal().string();
 }
 
 // host:port as Go net.SplitHostPort, but the port must be numeric 1..65535. IPv6 hosts come in
@@ -582,21 +570,42 @@ Config parseConfig(const std::string& tomlText, const std::string& path,
   return Parser(root, path, baseDir).run();
 }
 
-Config loadConfig(const std::string& path) {
+std::string resolvePath(const std::string& base, const std::string& p) {
+  fs::path path(p);
+  if (path.is_absolute()) return path.lexically_normal().string();
+  fs::path dir(base);
+  if (dir.empty() || dir.is_relative()) {
+    std::error_code ec;
+    const fs::path cwd = fs::current_path(ec);  // fails only when the cwd was removed
+    if (!ec) dir = cwd / dir;
+  }
+  return (dir / path).lexically_normal().string();
+}
+
+std::string absoluteConfigPath(const std::string& path) {
   std::error_code ec;
   fs::path abs = fs::absolute(path, ec);
   if (ec) abs = path;
-  abs = abs.lexically_normal();
-  std::ifstream in(abs, std::ios::binary);
+  return abs.lexically_normal().string();
+}
+
+std::string readConfigFile(const std::string& absPath) {
+  std::ifstream in(absPath, std::ios::binary);
   if (!in)
-    throw ConfigError("cannot read config file " + quote(abs.string()) + ": " +
-                      std::strerror(errno));
+    throw ConfigError("cannot read config file " + quote(absPath) + ": " + std::strerror(errno));
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad())
-    throw ConfigError("cannot read config file " + quote(abs.string()) + ": " +
-                      std::strerror(errno));
-  return parseConfig(text.str(), abs.string(), abs.parent_path().string());
+    throw ConfigError("cannot read config file " + quote(absPath) + ": " + std::strerror(errno));
+  return text.str();
+}
+
+Config loadConfig(const std::string& path) {
+  const std::string abs = absoluteConfigPath(path);
+  const std::string text = readConfigFile(abs);
+  Config config = parseConfig(text, abs, fs::path(abs).parent_path().string());
+  config.contentHash = fnv1a64(text);
+  return config;
 }
 
 void normaliseAddresses(Config& config) {

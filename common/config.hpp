@@ -61,7 +61,8 @@ struct BusinessPortConfig {  // [Worker] and [Task]
 };
 
 struct Config {
-  std::string path;                // absolute path of the file this came from ("" if from a string)
+  std::string path;          // absolute path of the file this came from ("" if from a string)
+  uint64_t contentHash = 0;  // fnv1a64 of the file's bytes (loadConfig), to tell a changed file
   std::string logLevel = "error";  // debug, info, warn, error
   std::string logFile;         // "" = stderr; relative paths are joined to the working directory
   Millis shutdownWaitTime{0};  // 0 = wait until done
@@ -93,6 +94,28 @@ Config parseConfig(const std::string& tomlText, const std::string& path,
 
 // Reads and parses a file (throws ConfigError when it cannot be read).
 Config loadConfig(const std::string& path);
+
+// Pieces of loadConfig, shared with inspectConfig: the absolute, normalised form of a path; the
+// bytes of a file (throws ConfigError); a path joined to `base` unless absolute (base "" = the
+// working directory).
+std::string absoluteConfigPath(const std::string& path);
+std::string readConfigFile(const std::string& absPath);
+std::string resolvePath(const std::string& base, const std::string& path);
+
+// A config file as the control commands (`status`, `stop`) see it: they must find the running
+// instance even when the file on disk is broken, since that is when an operator needs them.
+struct ConfigFileView {
+  std::string path;          // absolute
+  std::string pidFile;       // absolute; found even when other keys are invalid
+  uint64_t contentHash = 0;  // fnv1a64 of the bytes, 0 when unreadable
+  std::string error;         // "" when the whole file is valid; else the ConfigError text
+  Config config;             // the parsed file when error is ""
+};
+ConfigFileView inspectConfig(const std::string& path);
+
+// PidFile of a document that may be invalid: the key itself when the TOML parses, else the first
+// root-table line that sets it, else the default; resolved against `baseDir` like parseConfig.
+std::string lenientPidFile(const std::string& tomlText, const std::string& baseDir);
 
 // Resolves the worker/task addresses (§12.3) into worker.address / task.address. Throws
 // ConfigError when they do not resolve, or share no host, or use the same port.

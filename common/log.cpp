@@ -1,10 +1,12 @@
 #include "common/log.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 
 namespace netsvr::log {
@@ -27,6 +29,32 @@ const char* levelName(Level level) {
       return "error";
   }
   return "?";
+}
+
+// syslog priority of a level, as the "<N>" line prefix journald reads (sd-daemon(3)).
+int priority(Level level) {
+  switch (level) {
+    case Level::Debug:
+      return 7;
+    case Level::Info:
+      return 6;
+    case Level::Warn:
+      return 4;
+    case Level::Error:
+      return 3;
+  }
+  return 6;
+}
+
+// systemd connects stderr to the journal and says so in JOURNAL_STREAM ("device:inode" of that
+// stream, systemd.exec(5)); comparing both keeps a redirected stderr from being taken for it.
+bool stderrIsJournal() {
+  const char* env = getenv("JOURNAL_STREAM");
+  unsigned long long dev = 0, ino = 0;
+  struct stat st {};
+  if (!env || sscanf(env, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) != 0)
+    return false;
+  return st.st_dev == dev && st.st_ino == ino;
 }
 
 }  // namespace
@@ -72,14 +100,20 @@ bool reopen() {
 
 void write(Level level, const char* format, ...) {
   char line[4096];
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  tm local{};
-  localtime_r(&ts.tv_sec, &local);
-  int n =
-      snprintf(line, sizeof line, "%04d-%02d-%02d %02d:%02d:%02d.%03ld %-5s %s ",
-               local.tm_year + 1900, local.tm_mon + 1, local.tm_mday, local.tm_hour, local.tm_min,
-               local.tm_sec, ts.tv_nsec / 1000000, levelName(level), gTag.c_str());
+  // The journal stamps each line itself and keeps the level as the priority (journalctl -p).
+  static const bool journal = stderrIsJournal();
+  int n = 0;
+  if (journal && gFd == STDERR_FILENO) {
+    n = snprintf(line, sizeof line, "<%d>%s ", priority(level), gTag.c_str());
+  } else {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    tm local{};
+    localtime_r(&ts.tv_sec, &local);
+    n = snprintf(line, sizeof line, "%04d-%02d-%02d %02d:%02d:%02d.%03ld %-5s %s ",
+                 local.tm_year + 1900, local.tm_mon + 1, local.tm_mday, local.tm_hour, local.tm_min,
+                 local.tm_sec, ts.tv_nsec / 1000000, levelName(level), gTag.c_str());
+  }
   if (n < 0) return;
   va_list args;
   va_start(args, format);

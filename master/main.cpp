@@ -1,144 +1,18 @@
-// netsvr command line: start | stop | reload | status | version (and the internal `worker`).
-#include <signal.h>
-#include <unistd.h>
-
+// netsvr command line: start | stop | reload | status | check | version (and the internal
+// `worker`).
 #include <CLI/CLI.hpp>
-#include <chrono>
 #include <cstdio>
-#include <filesystem>
-#include <thread>
 
 #include "common/config.hpp"
+#include "master/control_cli.hpp"
 #include "master/master.hpp"
-#include "master/pid_file.hpp"
-#include "shm/control.hpp"
-#include "shm/names.hpp"
 #include "worker/worker.hpp"
 
 #ifndef NETSVR_VERSION
 #define NETSVR_VERSION "0.1.0"
 #endif
 
-namespace {
-
 using namespace netsvr;
-
-std::string absolutePath(const std::string& path) {
-  std::error_code ec;
-  auto abs = std::filesystem::absolute(path, ec);
-  return ec ? path : abs.lexically_normal().string();
-}
-
-// Loads the config for a control command; prints the error and returns false on failure.
-bool loadForControl(const std::string& path, Config& config) {
-  try {
-    config = loadConfig(absolutePath(path));
-    return true;
-  } catch (const ConfigError& e) {
-    fprintf(stderr, "netsvr: %s\n", e.what());
-    return false;
-  }
-}
-
-int cmdStop(const std::string& configPath) {
-  Config config;
-  if (!loadForControl(configPath, config)) return 1;
-  pid_t pid = readLivePid(config.pidFile);
-  if (pid == 0) {
-    fprintf(stderr, "netsvr: not running (no live master in pid file %s)\n",
-            config.pidFile.c_str());
-    return 1;
-  }
-  if (kill(pid, SIGTERM) != 0) {
-    fprintf(stderr, "netsvr: cannot signal master %d: %s\n", pid, strerror(errno));
-    return 1;
-  }
-  // The master exits within ShutdownWaitTime when it is set; give it that plus a margin.
-  auto limit = std::chrono::milliseconds(
-      config.shutdownWaitTime.count() > 0 ? config.shutdownWaitTime.count() + 10000 : 120000);
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  // The master holds the pid file's lock until it has cleaned up and exits; a zombie (a parent
-  // that has not reaped it yet) no longer holds it.
-  while (readLivePid(config.pidFile) == pid) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      fprintf(stderr, "netsvr: master %d still running after %lld ms\n", pid,
-              static_cast<long long>(limit.count()));
-      return 1;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return 0;
-}
-
-int cmdReload(const std::string& configPath) {
-  Config config;
-  if (!loadForControl(configPath, config)) return 1;
-  try {
-    normaliseAddresses(config);
-  } catch (const ConfigError& e) {
-    fprintf(stderr, "netsvr: %s\n", e.what());
-    return 1;
-  }
-  pid_t pid = readLivePid(config.pidFile);
-  std::string error;
-  auto control =
-      pid ? shm::ControlSegment::open(shm::controlName(shm::instanceKeyFor(config.pidFile)), error)
-          : nullptr;
-  if (!control) {
-    fprintf(stderr, "netsvr: not running (pid file %s)\n", config.pidFile.c_str());
-    return 1;
-  }
-  uint32_t before = (*control)->reloadsDone.load();
-  if (kill(pid, SIGHUP) != 0) {
-    fprintf(stderr, "netsvr: cannot signal master %d: %s\n", pid, strerror(errno));
-    return 1;
-  }
-  // The master reports once the new generation is ready, or why it refused.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while ((*control)->reloadsDone.load() == before) {
-    if (std::chrono::steady_clock::now() > deadline || kill(pid, 0) != 0) {
-      fprintf(stderr, "netsvr: no answer from master %d to the reload\n", pid);
-      return 1;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  if ((*control)->reloadError[0]) {
-    fprintf(stderr, "netsvr: reload refused: %s\n", (*control)->reloadError);
-    return 1;
-  }
-  return 0;
-}
-
-int cmdStatus(const std::string& configPath) {
-  Config config;
-  if (!loadForControl(configPath, config)) return 1;
-  pid_t pid = readLivePid(config.pidFile);
-  if (pid == 0) {
-    fprintf(stderr, "netsvr: not running (pid file %s)\n", config.pidFile.c_str());
-    return 1;
-  }
-  std::string key = shm::instanceKeyFor(config.pidFile);
-  std::string error;
-  auto control = shm::ControlSegment::open(shm::controlName(key), error);
-  if (!control) {
-    fprintf(stderr, "netsvr: %s\n", error.c_str());
-    return 1;
-  }
-  printf("instance %s\n", key.c_str());
-  printf("master %d\n", (*control)->masterPid.load());
-  for (int serial = 0; serial < kMaxWorkerSerials; ++serial) {
-    const auto& w = (*control)->workers[serial];
-    auto state = shm::WorkerState(w.state.load());
-    if (state == shm::WorkerState::Free) continue;
-    printf("worker slot=%u gen=%u serial=%d pid=%d state=%s clients=%lld links=%lld tasks=%lld\n",
-           w.slot.load(), w.generation.load(), serial, w.pid.load(), shm::workerStateName(state),
-           static_cast<long long>(w.clients.load()), static_cast<long long>(w.bizLinks.load()),
-           static_cast<long long>(w.taskLinks.load()));
-  }
-  return 0;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"netsvr: a websocket gateway between clients and business processes"};
@@ -155,6 +29,9 @@ int main(int argc, char** argv) {
   reload->add_option("-c,--config", configPath, "Config file (TOML)")->capture_default_str();
   auto* status = app.add_subcommand("status", "Show the master, its workers and their clients");
   status->add_option("-c,--config", configPath, "Config file (TOML)")->capture_default_str();
+  auto* check = app.add_subcommand(
+      "check", "Check a config file without starting anything (exit 0 when it is valid)");
+  check->add_option("-c,--config", configPath, "Config file (TOML)")->capture_default_str();
   auto* version = app.add_subcommand("version", "Print the version");
 
   WorkerOptions worker;
@@ -170,10 +47,11 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 1;
   }
-  if (*start) return runMaster(StartOptions{absolutePath(configPath), daemon});
+  if (*start) return runMaster(StartOptions{absoluteConfigPath(configPath), daemon});
   if (*stop) return cmdStop(configPath);
   if (*reload) return cmdReload(configPath);
   if (*status) return cmdStatus(configPath);
+  if (*check) return cmdCheck(configPath);
   if (*version) {
     printf("netsvr %s (protocol v6)\n", NETSVR_VERSION);
     return 0;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -20,6 +21,7 @@
 #include "common/config.hpp"
 #include "common/log.hpp"
 #include "master/announce.hpp"
+#include "master/check.hpp"
 #include "master/listeners.hpp"
 #include "master/pid_file.hpp"
 #include "master/prometheus.hpp"
@@ -69,6 +71,7 @@ class Master {
     int slot;
     uint32_t generation;
     int serial;
+    bool killed = false;  // by us (an aborted reload, ShutdownWaitTime): logged as expected
   };
 
   static void onSignal(uv_signal_t* handle, int signum);
@@ -109,6 +112,7 @@ class Master {
   Config previous_;              // the config before a reload in progress
   uint64_t stopDeadlineMs_ = 0;  // 0 = none
   int exitCode_ = 0;
+  bool ready_ = false;  // every worker of the first generation accepted once
   int readyFd_;
 };
 
@@ -121,6 +125,7 @@ int Master::run() {
   control_ = shm::ControlSegment::create(shm::controlName(key_));
   (*control_)->masterPid = getpid();
   (*control_)->generation = generation_;
+  (*control_)->configHash = config_.contentHash;
   (*control_)->startedAt = time(nullptr);
   (*control_)->limitOnOpen = config_.limitOnOpen;
   (*control_)->limitOnMessage = config_.limitOnMessage;
@@ -301,8 +306,15 @@ void Master::reap() {
       Child child = children_[i];
       children_.erase(children_.begin() + long(i));
       bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-      if (stopping_ && clean) {
-        LOG_INFO("worker slot %d pid %d exited", child.slot, pid);
+      // Asked to go: a stop, or the drain of a generation that a reload replaced. Only an exit
+      // nobody asked for is an error; a drained worker leaving is the normal end of a reload.
+      bool retiring = stopping_ || child.generation != generation_;
+      if (retiring && clean) {
+        LOG_INFO("worker slot %d generation %u pid %d exited%s", child.slot, child.generation, pid,
+                 stopping_ ? "" : " after draining");
+      } else if (child.killed) {
+        LOG_WARN("worker slot %d generation %u pid %d killed as asked", child.slot,
+                 child.generation, pid);
       } else if (WIFSIGNALED(status)) {
         LOG_ERROR("worker slot %d pid %d killed by signal %d", child.slot, pid, WTERMSIG(status));
       } else {
@@ -334,10 +346,13 @@ void Master::finishReload(const std::string& error) {
   auto& control = control_->block();
   snprintf(control.reloadError, sizeof control.reloadError, "%s", error.c_str());
   control.reloadsDone.fetch_add(1);
-  if (error.empty())
+  if (error.empty()) {
+    control.configHash = config_.contentHash;
+    sd_notifyf(0, "STATUS=generation %u serves", generation_);
     LOG_INFO("reload done: generation %u serves", generation_);
-  else
-    LOG_ERROR("reload refused: %s", error.c_str());
+  } else {  // the running generation is untouched: nothing is broken, the file is
+    LOG_WARN("reload refused: %s", error.c_str());
+  }
 }
 
 void Master::applyRuntimeSettings() {
@@ -364,8 +379,7 @@ void Master::reload() {
   }
   Config next;
   try {
-    next = loadConfig(config_.path);
-    normaliseAddresses(next);
+    next = checkConfig(config_.path);
   } catch (const ConfigError& e) {
     finishReload(std::string("invalid config, nothing changed: ") + e.what());
     return;
@@ -413,10 +427,11 @@ void Master::abortReload(const std::string& why) {
   reloading_ = false;
   uint32_t failed = generation_;
   // New workers that run drain like an old generation would; the others never served anyone.
-  for (const auto& c : children_) {
+  for (auto& c : children_) {
     if (c.generation != failed) continue;
     bool running =
         (*control_)->workers[c.serial].state.load() == uint32_t(shm::WorkerState::Running);
+    c.killed = !running;
     kill(c.pid, running ? SIGUSR2 : SIGKILL);
   }
   config_ = previous_;
@@ -429,6 +444,7 @@ void Master::abortReload(const std::string& why) {
 void Master::beginStop() {
   if (stopping_) return;
   stopping_ = true;
+  sd_notify(0, "STOPPING=1");
   LOG_INFO("stopping: %zu workers", children_.size());
   if (config_.shutdownWaitTime.count() > 0)
     stopDeadlineMs_ = uv_now(&loop_) + uint64_t(config_.shutdownWaitTime.count());
@@ -456,17 +472,25 @@ void Master::tick() {
     respawnAt_.erase(respawnAt_.begin() + long(i));
     spawn(slot);
   }
-  if (readyFd_ >= 0 && allRunning()) {
-    char ok = 1;
-    ssize_t ignored = write(readyFd_, &ok, 1);
-    (void)ignored;
-    close(readyFd_);
-    readyFd_ = -1;
+  if (!ready_ && allRunning()) {
+    ready_ = true;
+    // Under systemd (Type=notify) `systemctl start` returns now, as `start --daemon` does.
+    sd_notifyf(0, "READY=1\nSTATUS=generation %u serves", generation_);
+    if (readyFd_ >= 0) {
+      char ok = 1;
+      ssize_t ignored = write(readyFd_, &ok, 1);
+      (void)ignored;
+      close(readyFd_);
+      readyFd_ = -1;
+    }
   }
   if (reloading_) reloadProgress();
   if (stopping_ && stopDeadlineMs_ && uv_now(&loop_) >= stopDeadlineMs_) {
     LOG_ERROR("ShutdownWaitTime passed with %zu workers left: killing them", children_.size());
-    for (const auto& c : children_) kill(c.pid, SIGKILL);
+    for (auto& c : children_) {
+      c.killed = true;
+      kill(c.pid, SIGKILL);
+    }
     stopDeadlineMs_ = 0;
     exitCode_ = 1;
   }
@@ -501,8 +525,7 @@ void Master::onSignal(uv_signal_t* handle, int signum) {
 int runMaster(const StartOptions& options) {
   Config config;
   try {
-    config = loadConfig(options.configPath);
-    normaliseAddresses(config);
+    config = checkConfig(options.configPath);
   } catch (const ConfigError& e) {
     fprintf(stderr, "netsvr: %s\n", e.what());
     return 1;

@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(cmake make pkg-config g++ libuv1-dev libwebsockets-dev libwebsockets-evlib-uv
   libprotobuf-dev protobuf-compiler libboost-dev libcli11-dev doctest-dev libtomlplusplus-dev
-  libcurl4-openssl-dev libssl-dev zlib1g-dev
+  libcurl4-openssl-dev libssl-dev zlib1g-dev libsystemd-dev dpkg-dev
   python3 python3-websockets python3-protobuf python3-pytest python3-aiohttp)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -16,7 +16,7 @@
 namespace netsvr::shm {
 
 inline constexpr uint32_t kControlMagic = 0x4E535652;  // "NSVR"
-inline constexpr uint32_t kLayoutVersion = 2;          // bump on any layout change
+inline constexpr uint32_t kLayoutVersion = 3;          // bump on any layout change
 inline constexpr int kMaxBizLinks = 1024;              // registered worker-port links, all workers
 using netsvr::kMetricItems;
 
@@ -91,6 +91,8 @@ struct ControlBlock {
   std::atomic<int64_t> retiredMeters[kMetricItems + 1];  // counts of workers that are gone
   WorkerInfo workers[kMaxWorkerSerials];
   BizRegistry registry;
+  // fnv1a64 of the config file the serving generation loaded: `status` compares the file on disk.
+  std::atomic<uint64_t> configHash{0};
 };
 
 inline constexpr int64_t kHoldEventsMs = 10000;  // longer than the SDK's 3 s reconnect back-off

@@ -44,13 +44,13 @@ def netsvr_bin() -> str:
 
 @pytest.fixture
 def gateway_factory(netsvr_bin, tmp_path, request):
-    """make(overrides=None, start=True, name=None) -> Gateway. Every gateway made is stopped
+    """make(overrides=None, start=True, name=None, host="127.0.0.1") -> Gateway. Every gateway made is stopped
     (or killed) at teardown; if the test failed, the gateway logs' tails are printed."""
     made: list[h.Gateway] = []
 
     def make(overrides: dict | None = None, start: bool = True, name: str | None = None,
-             timeout: float = 10.0) -> h.Gateway:
-        gw = h.Gateway(netsvr_bin, tmp_path, overrides, name=name or f"gw{len(made)}")
+             timeout: float = 10.0, host: str = "127.0.0.1") -> h.Gateway:
+        gw = h.Gateway(netsvr_bin, tmp_path, overrides, name=name or f"gw{len(made)}", host=host)
         made.append(gw)
         if start:
             gw.start(timeout=timeout)

@@ -287,29 +287,30 @@ class Gateway:
     """One gateway instance in its own directory with its own config and free ports."""
 
     def __init__(self, binary: str, workdir: Path, overrides: Optional[dict] = None,
-                 name: str = "gw"):
+                 name: str = "gw", host: str = "127.0.0.1"):
         self.binary = str(binary)
+        self.host = host  # every port listens there (127.0.0.2 ... for several gateways)
         self.dir = Path(workdir) / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.name = name
-        self.customer_port, self.worker_port, self.task_port = free_ports(3)
+        self.customer_port, self.worker_port, self.task_port = free_ports(3, host)
         base = {
             "Workers": 2,
             "LogLevel": "debug",
             "Customer": {
-                "ListenAddress": f"127.0.0.1:{self.customer_port}",
+                "ListenAddress": f"{host}:{self.customer_port}",
                 "HandlePattern": "/netsvr",
                 "HeartbeatMessage": HEARTBEAT,
                 "HeartbeatInterval": "120s",
                 "MaxOnlineNum": 100000,
             },
             "Worker": {
-                "ListenAddress": f"127.0.0.1:{self.worker_port}",
+                "ListenAddress": f"{host}:{self.worker_port}",
                 "HeartbeatMessage": HEARTBEAT,
                 "ReceivePackLimit": 65536,
             },
             "Task": {
-                "ListenAddress": f"127.0.0.1:{self.task_port}",
+                "ListenAddress": f"{host}:{self.task_port}",
                 "HeartbeatMessage": HEARTBEAT,
                 "ReceivePackLimit": 65536,
             },
@@ -341,7 +342,7 @@ class Gateway:
         self.config_path.write_text(render_toml(self.config))
 
     def ws_url(self, path: str = "/netsvr", query: Optional[str] = None) -> str:
-        url = f"ws://127.0.0.1:{self.customer_port}{path}"
+        url = f"ws://{self.host}:{self.customer_port}{path}"
         if query is not None:
             url += "?" + query
         return url
@@ -349,12 +350,12 @@ class Gateway:
     @property
     def uniq_prefix(self) -> str:
         """First 12 hex chars of every uniqId: hex(Task IPv4) + hex(Task port)."""
-        return "7f000001" + "%04x" % self.task_port
+        return socket.inet_aton(self.host).hex() + "%04x" % self.task_port
 
     @property
     def conn_prefix(self) -> str:
         """First 12 hex chars of every connId: hex(Worker IPv4) + hex(Worker port)."""
-        return "7f000001" + "%04x" % self.worker_port
+        return socket.inet_aton(self.host).hex() + "%04x" % self.worker_port
 
     # ---- process control --------------------------------------------------------------------
 
@@ -456,7 +457,7 @@ class Gateway:
             time.sleep(0.05)
         self.status()  # record instance and pids
         for port in (self.customer_port, self.worker_port, self.task_port):
-            wait_for(lambda: port_accepts(port), max(0.5, deadline - time.monotonic()),
+            wait_for(lambda: port_accepts(port, self.host), max(0.5, deadline - time.monotonic()),
                      message=f"port {port} to accept connections")
         return st
 
@@ -533,7 +534,7 @@ class Gateway:
 
     def business(self, events: Optional[int] = None, timeout: float = DEFAULT_TIMEOUT) -> "BusinessLink":
         """A link to the worker port; registered with `events` if given (asserting success)."""
-        link = BusinessLink(self.worker_port, heartbeat=str(self.config["Worker"]["HeartbeatMessage"]).encode(),
+        link = BusinessLink(self.worker_port, host=self.host, heartbeat=str(self.config["Worker"]["HeartbeatMessage"]).encode(),
                             timeout=timeout, name=f"{self.name}/worker")
         self._links.append(link)
         if events is not None:
@@ -543,7 +544,7 @@ class Gateway:
         return link
 
     def task(self, timeout: float = DEFAULT_TIMEOUT) -> "BusinessLink":
-        link = BusinessLink(self.task_port, heartbeat=str(self.config["Task"]["HeartbeatMessage"]).encode(),
+        link = BusinessLink(self.task_port, host=self.host, heartbeat=str(self.config["Task"]["HeartbeatMessage"]).encode(),
                             timeout=timeout, name=f"{self.name}/task")
         self._links.append(link)
         return link
