@@ -5,12 +5,14 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <thread>
 
 #include "common/config.hpp"
 #include "master/master.hpp"
 #include "master/pid_file.hpp"
+#include "master/status_json.hpp"
 #include "shm/control.hpp"
 #include "shm/names.hpp"
 #include "worker/worker.hpp"
@@ -109,7 +111,7 @@ int cmdReload(const std::string& configPath) {
   return 0;
 }
 
-int cmdStatus(const std::string& configPath) {
+int cmdStatus(const std::string& configPath, bool json) {
   Config config;
   if (!loadForControl(configPath, config)) return 1;
   pid_t pid = readLivePid(config.pidFile);
@@ -123,6 +125,12 @@ int cmdStatus(const std::string& configPath) {
   if (!control) {
     fprintf(stderr, "netsvr: %s\n", error.c_str());
     return 1;
+  }
+  if (json) {  // the data of the master's /status.json (status page), from the same function
+    std::string out =
+        renderStatusJson(control->block(), key, absolutePath(configPath), int64_t(time(nullptr)));
+    printf("%s\n", out.c_str());
+    return 0;
   }
   printf("instance %s\n", key.c_str());
   printf("master %d\n", (*control)->masterPid.load());
@@ -155,6 +163,8 @@ int main(int argc, char** argv) {
   reload->add_option("-c,--config", configPath, "Config file (TOML)")->capture_default_str();
   auto* status = app.add_subcommand("status", "Show the master, its workers and their clients");
   status->add_option("-c,--config", configPath, "Config file (TOML)")->capture_default_str();
+  bool statusJson = false;
+  status->add_flag("--json", statusJson, "Print the status page's data (/status.json) as JSON");
   auto* version = app.add_subcommand("version", "Print the version");
 
   WorkerOptions worker;
@@ -173,7 +183,7 @@ int main(int argc, char** argv) {
   if (*start) return runMaster(StartOptions{absolutePath(configPath), daemon});
   if (*stop) return cmdStop(configPath);
   if (*reload) return cmdReload(configPath);
-  if (*status) return cmdStatus(configPath);
+  if (*status) return cmdStatus(configPath, statusJson);
   if (*version) {
     printf("netsvr %s (protocol v6)\n", NETSVR_VERSION);
     return 0;
