@@ -66,7 +66,12 @@ def test_status_json_page_and_cli_agree(gateway_factory, ws):
 
 def test_status_page_is_self_contained_and_unknown_paths_are_404(gateway_factory):
     mport = h.free_ports(1)[0]
-    gw = gateway_factory({"Workers": 1, "Metrics": {"ListenAddress": f"127.0.0.1:{mport}"}})
+    # a key the gateway ignores makes the config text, and so /status.json, several lws writes long
+    gw = gateway_factory({"Workers": 1, "PprofListenAddress": "x" * 20000,
+                          "Metrics": {"ListenAddress": f"127.0.0.1:{mport}"}})
+    code, ctype, body = get(mport, "/status.json")
+    assert code == 200 and ctype == "application/json" and len(body) > 20000
+    assert json.loads(body)["config"]["text"] == gw.config_path.read_text()
     code, ctype, page = get(mport, "/")
     assert code == 200 and ctype.startswith("text/html"), (code, ctype)
     assert "/status.json" in page and "<svg" in page
