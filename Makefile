@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CONFIG ?= etc/netsvr.toml
 PYTHON ?= /usr/bin/python3
 
-.PHONY: deps build run test unit unit-asan integration bench soak deb clean format
+.PHONY: deps build run demo demo-screenshots test unit unit-asan integration bench soak deb clean format
 
 deps:
 	@bash scripts/install-deps.sh
@@ -17,6 +17,15 @@ build: deps
 
 run: build
 	$(BUILD)/netsvr start -c $(CONFIG)
+
+# The chat example (examples/chat/) on a gateway with its status page; Ctrl-C stops both.
+demo: build
+	@BUILD=$(abspath $(BUILD)) PYTHON=$(PYTHON) bash examples/chat/run.sh
+
+# docs/img/chat.png and docs/img/status.png, taken by the browser test in headless chromium.
+demo-screenshots: build
+	@ulimit -n 65536 2>/dev/null; NETSVR_BIN=$(abspath $(BUILD))/netsvr NETSVR_PROTO_PY=$(abspath $(BUILD))/proto_py \
+	  NETSVR_SCREENSHOTS=$(abspath docs/img) $(PYTHON) -m pytest -q tests/integration/test_demo_browser.py
 
 # Unit tests under ASan+UBSan (pure code), then the integration tests against the real binary.
 unit-asan: deps

@@ -9,6 +9,27 @@ namespace netsvr {
 
 inline constexpr int kMetricItems = 13;  // metric items 1..13 (PROTOCOL.md §10)
 
+// PROTOCOL.md §10, item number -> name (Prometheus metric names, the status page); "" for 0.
+inline const char* metricItemName(int item) {
+  static const char* const kNames[kMetricItems + 1] = {
+      "",
+      "client_opens",
+      "client_closes",
+      "client_heartbeats",
+      "business_packets",
+      "business_bytes",
+      "client_frames",
+      "client_frame_bytes",
+      "open_limited",
+      "message_limited",
+      "business_send_failures",
+      "client_send_failures",
+      "client_send_failure_bytes",
+      "connection_limited",
+  };
+  return item >= 0 && item <= kMetricItems ? kNames[item] : "";
+}
+
 inline constexpr double kMeterTickSeconds = 5.0;
 
 struct Ewma {

@@ -1,5 +1,9 @@
 #include "master/control_cli.hpp"
 
+#include <ctime>
+
+#include "master/status_json.hpp"
+
 #include <signal.h>
 
 #include <cerrno>
@@ -65,11 +69,16 @@ int cmdCheck(const std::string& configPath) {
   }
 }
 
-int cmdStatus(const std::string& configPath) {
+int cmdStatus(const std::string& configPath, bool json) {
   ConfigFileView view = inspectForControl(configPath);
   Instance instance;
   if (!findInstance(view, instance)) return 1;
   const shm::ControlBlock& control = instance.control->block();
+  if (json) {  // the data of the master's /status.json (status page), from the same function
+    std::string out = renderStatusJson(control, instance.key, view.path, int64_t(time(nullptr)));
+    printf("%s\n", out.c_str());
+    return 0;
+  }
   printf("instance %s\n", instance.key.c_str());
   printf("master %d\n", control.masterPid.load());
   printf("generation %u\n", control.generation.load());

@@ -8,7 +8,7 @@
 namespace netsvr {
 
 int cmdCheck(const std::string& configPath);
-int cmdStatus(const std::string& configPath);
+int cmdStatus(const std::string& configPath, bool json = false);  // json: as /status.json
 int cmdStop(const std::string& configPath);
 int cmdReload(const std::string& configPath);
 

@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
   reload->add_option("-c,--config", configPath, "Config file (TOML)")->capture_default_str();
   auto* status = app.add_subcommand("status", "Show the master, its workers and their clients");
   status->add_option("-c,--config", configPath, "Config file (TOML)")->capture_default_str();
+  bool statusJson = false;
+  status->add_flag("--json", statusJson, "Print the status page's data (/status.json) as JSON");
   auto* check = app.add_subcommand(
       "check", "Check a config file without starting anything (exit 0 when it is valid)");
   check->add_option("-c,--config", configPath, "Config file (TOML)")->capture_default_str();
@@ -50,7 +52,7 @@ int main(int argc, char** argv) {
   if (*start) return runMaster(StartOptions{absoluteConfigPath(configPath), daemon});
   if (*stop) return cmdStop(configPath);
   if (*reload) return cmdReload(configPath);
-  if (*status) return cmdStatus(configPath);
+  if (*status) return cmdStatus(configPath, statusJson);
   if (*check) return cmdCheck(configPath);
   if (*version) {
     printf("netsvr %s (protocol v6)\n", NETSVR_VERSION);

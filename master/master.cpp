@@ -12,6 +12,7 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <tuple>
 #include <unordered_map>
@@ -24,7 +25,7 @@
 #include "master/check.hpp"
 #include "master/listeners.hpp"
 #include "master/pid_file.hpp"
-#include "master/prometheus.hpp"
+#include "master/status_endpoint.hpp"
 #include "shm/conn_table.hpp"
 #include "shm/control.hpp"
 #include "shm/names.hpp"
@@ -88,6 +89,7 @@ class Master {
   void abortReload(const std::string& why);
   void finishReload(const std::string& error);
   void applyRuntimeSettings();
+  void publishConfigText();
   void tick();
   bool allRunning(uint32_t generation = 0) const;
 
@@ -97,7 +99,8 @@ class Master {
   Listeners listeners_;
   std::unique_ptr<PidFile> pidFile_;
   std::unique_ptr<shm::ControlSegment> control_;
-  std::unique_ptr<PrometheusEndpoint> prometheus_;
+  std::unique_ptr<StatusEndpoint> status_;  // Metrics.ListenAddress
+  uv_timer_t historyTick_{};
   uv_loop_t loop_{};
   uv_signal_t signals_[6]{};
   uv_timer_t tick_{};
@@ -109,8 +112,9 @@ class Master {
   bool stopping_ = false;
   bool reloading_ = false;
   uint64_t reloadStartedMs_ = 0;
-  Config previous_;              // the config before a reload in progress
-  uint64_t stopDeadlineMs_ = 0;  // 0 = none
+  Config previous_;                 // the config before a reload in progress
+  std::string previousConfigText_;  // and its file's text
+  uint64_t stopDeadlineMs_ = 0;     // 0 = none
   int exitCode_ = 0;
   bool ready_ = false;  // every worker of the first generation accepted once
   int readyFd_;
@@ -139,11 +143,21 @@ int Master::run() {
     signals_[i].data = this;
     uv_signal_start(&signals_[i], onSignal, signums[i]);
   }
+  publishConfigText();
   if (!config_.metricsListenAddress.empty()) {
-    prometheus_ =
-        std::make_unique<PrometheusEndpoint>(&loop_, control_->block(), config_.metricsItems);
-    prometheus_->listen(config_.metricsListenAddress);
+    status_ = std::make_unique<StatusEndpoint>(&loop_, control_->block(), key_, config_.path,
+                                               config_.metricsItems);
+    status_->listen(config_.metricsListenAddress);
   }
+  // The status page's charts: one sample a second, also when nobody looks (history is shm).
+  uv_timer_init(&loop_, &historyTick_);
+  historyTick_.data = this;
+  uv_timer_start(
+      &historyTick_,
+      [](uv_timer_t* t) {
+        shm::recordHistory(static_cast<Master*>(t->data)->control_->block(), time(nullptr));
+      },
+      0, 1000);
   uv_timer_init(&loop_, &tick_);
   tick_.data = this;
   uv_timer_start(&tick_, onTick, kSuperviseTickMs, kSuperviseTickMs);
@@ -156,7 +170,10 @@ int Master::run() {
 
   for (auto& s : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&s), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
-  if (prometheus_) prometheus_->close();
+  uv_close(reinterpret_cast<uv_handle_t*>(&historyTick_), nullptr);
+  if (status_) status_->close();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  status_.reset();  // lws's second context destroy, outside the loop
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
 
@@ -367,7 +384,14 @@ void Master::applyRuntimeSettings() {
     bucket->bucket.init(rate, nowNs);
     *current = rate;
   }
-  if (prometheus_) prometheus_->setItems(config_.metricsItems);
+  if (status_) status_->setItems(config_.metricsItems);
+}
+
+// The file as it was read for the config in force, for the status page.
+void Master::publishConfigText() {
+  std::ifstream in(config_.path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  shm::publishConfigText(control_->block(), text);
 }
 
 // SIGHUP: validate the config, start a new generation on the same sockets, and once all of it
@@ -401,6 +425,8 @@ void Master::reload() {
     return;
   }
   applyRuntimeSettings();
+  previousConfigText_ = shm::readConfigText(control_->block());
+  publishConfigText();
   ++generation_;
   (*control_)->generation = generation_;
   reloading_ = true;
@@ -436,6 +462,7 @@ void Master::abortReload(const std::string& why) {
   }
   config_ = previous_;
   applyRuntimeSettings();
+  shm::publishConfigText(control_->block(), previousConfigText_);
   generation_ = failed - 1;
   (*control_)->generation = generation_;
   finishReload(why + "; generation " + std::to_string(generation_) + " keeps serving");

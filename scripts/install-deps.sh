@@ -5,7 +5,8 @@ set -euo pipefail
 PKGS=(cmake make pkg-config g++ libuv1-dev libwebsockets-dev libwebsockets-evlib-uv
   libprotobuf-dev protobuf-compiler libboost-dev libcli11-dev doctest-dev libtomlplusplus-dev
   libcurl4-openssl-dev libssl-dev zlib1g-dev libsystemd-dev dpkg-dev
-  python3 python3-websockets python3-protobuf python3-pytest python3-aiohttp)
+  python3 python3-websockets python3-protobuf python3-pytest python3-aiohttp
+  chromium fonts-dejavu-core)  # the browser tests (run as root: --no-sandbox) and screenshots
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

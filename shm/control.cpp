@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -119,6 +120,42 @@ MeterTotal meterTotal(const ControlBlock& control, int item) {
     t.rate15 += w.meters[item].rate15.load();
   }
   return t;
+}
+
+void recordHistory(ControlBlock& control, int64_t unixSec) {
+  auto& history = control.history;
+  uint64_t index = history.written.load();
+  auto& sample = history.samples[index % kHistorySamples];
+  int64_t clients = 0;
+  for (const auto& w : control.workers)
+    if (isLive(WorkerState(w.state.load()))) clients += w.clients.load();
+  sample.unixSec = unixSec;
+  sample.clients = clients;
+  for (int item = 1; item <= kMetricItems; ++item)
+    sample.counts[item] = meterTotal(control, item).count;
+  history.written = index + 1;  // published last: readers only look at complete samples
+}
+
+void publishConfigText(ControlBlock& control, const std::string& text) {
+  auto& config = control.config;
+  size_t n = std::min(text.size(), kConfigTextMax);
+  config.sequence.fetch_add(1);  // odd: being written
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  memcpy(config.text, text.data(), n);
+  config.length = uint32_t(n);
+  config.sequence.fetch_add(1);
+}
+
+std::string readConfigText(const ControlBlock& control) {
+  const auto& config = control.config;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    uint32_t before = config.sequence.load();
+    if (before & 1) continue;
+    std::string text(config.text, std::min<size_t>(config.length.load(), kConfigTextMax));
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (config.sequence.load() == before) return text;
+  }
+  return {};  // the master kept rewriting it: show nothing rather than a torn text
 }
 
 }  // namespace netsvr::shm

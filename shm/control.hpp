@@ -16,7 +16,7 @@
 namespace netsvr::shm {
 
 inline constexpr uint32_t kControlMagic = 0x4E535652;  // "NSVR"
-inline constexpr uint32_t kLayoutVersion = 3;          // bump on any layout change
+inline constexpr uint32_t kLayoutVersion = 4;          // bump on any layout change
 inline constexpr int kMaxBizLinks = 1024;              // registered worker-port links, all workers
 using netsvr::kMetricItems;
 
@@ -72,6 +72,29 @@ struct BizRegistry {
   std::atomic<uint64_t> roundRobin[3];  // OnOpen, OnClose, OnMessage counters
 };
 
+// One sample a second, written by the master, of what the status page charts: the clients online
+// and every metric item's gateway-wide count (rates are differences between samples). In shared
+// memory so that `netsvr status --json` shows the same history as the master's /status.json.
+inline constexpr int kHistorySamples = 300;  // five minutes
+struct HistorySample {
+  std::atomic<int64_t> unixSec{0};
+  std::atomic<int64_t> clients{0};
+  std::atomic<int64_t> counts[kMetricItems + 1];
+};
+struct StatusHistory {
+  std::atomic<uint64_t> written{0};  // samples so far; the newest is at (written - 1) % size
+  HistorySample samples[kHistorySamples];
+};
+
+// The text of the config file in force (read by the master at start and at each reload), for the
+// status page. A sequence lock: odd while the master writes, readers retry.
+inline constexpr size_t kConfigTextMax = 32768;
+struct ConfigText {
+  std::atomic<uint32_t> sequence{0};
+  std::atomic<uint32_t> length{0};
+  char text[kConfigTextMax] = {};
+};
+
 struct ControlBlock {
   uint32_t magic = 0;
   uint32_t layoutVersion = 0;
@@ -93,6 +116,8 @@ struct ControlBlock {
   BizRegistry registry;
   // fnv1a64 of the config file the serving generation loaded: `status` compares the file on disk.
   std::atomic<uint64_t> configHash{0};
+  StatusHistory history;
+  ConfigText config;
 };
 
 inline constexpr int64_t kHoldEventsMs = 10000;  // longer than the SDK's 3 s reconnect back-off
@@ -109,6 +134,12 @@ struct MeterTotal {
   double rate1 = 0, rate5 = 0, rate15 = 0;  // events per second
 };
 MeterTotal meterTotal(const ControlBlock& control, int item);
+
+// Appends one history sample (the master, once a second).
+void recordHistory(ControlBlock& control, int64_t unixSec);
+// Config text: the master publishes it; readers get a consistent copy (truncated to the buffer).
+void publishConfigText(ControlBlock& control, const std::string& text);
+std::string readConfigText(const ControlBlock& control);
 
 // RAII owner of a mapping of the control segment.
 class ControlSegment {
