@@ -1,5 +1,7 @@
 #include "master/http_server.hpp"
 
+#include "worker/lws_context.hpp"
+
 #include <libwebsockets.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -119,16 +121,8 @@ void HttpServer::listen(const std::string& address) {
     throw std::runtime_error("Metrics.ListenAddress = \"" + address + "\": " + strerror(errno));
 
   lws_set_log_level(LLL_ERR, [](int, const char* line) { LOG_WARN("lws (http): %s", line); });
-  lws_context_creation_info info{};
-  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6;
   void* loops[] = {loop_};
-  info.foreign_loops = loops;
-  info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
-  info.protocols = kProtocols;
-  info.user = this;
-  info.pcontext = &context_;
-  info.gid = -1;
-  info.uid = -1;
+  lws_context_creation_info info = foreignLoopContextInfo(loops, kProtocols, this, &context_);
   context_ = lws_create_context(&info);
   if (!context_)
     throw std::runtime_error(

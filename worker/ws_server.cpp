@@ -23,6 +23,7 @@
 #include "transfer.pb.h"
 #include "worker/biz_link.hpp"
 #include "worker/http_client.hpp"
+#include "worker/lws_context.hpp"
 #include "worker/pm_deflate.hpp"
 #include "worker/worker.hpp"
 #include "worker/ws_handshake.hpp"
@@ -140,16 +141,8 @@ WsServer::~WsServer() = default;
 
 void WsServer::start() {
   lws_set_log_level(LLL_ERR | (log::enabled(log::Level::Debug) ? LLL_WARN : 0), lwsLog);
-  lws_context_creation_info info{};
-  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6;
   void* loops[] = {worker_.loop};
-  info.foreign_loops = loops;
-  info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
-  info.protocols = kProtocols;
-  info.user = this;
-  info.pcontext = &context_;
-  info.gid = -1;
-  info.uid = -1;
+  lws_context_creation_info info = foreignLoopContextInfo(loops, kProtocols, this, &context_);
   info.timeout_secs = unsigned(std::max<uint64_t>(1, handshakeMs_ / 1000));
   const auto& cfg = worker_.config.customer;
   pmd::Settings deflate;  // permessage-deflate: our extension, never lws's built-in one
