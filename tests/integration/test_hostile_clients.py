@@ -86,12 +86,12 @@ def test_one_byte_fragments_past_the_limit_are_cut(gateway_factory):
 
 
 def test_a_crowd_of_slow_heads_is_dropped_at_the_handshake_timeout(gateway_factory):
-    """1,000 sockets that send their request head one byte a second: a real client is served
+    """5,000 sockets that send their request head one byte a second: a real client is served
     meanwhile, and every slow socket is closed at HandshakeTimeout, with one log line a sweep."""
     gw = gateway_factory({"Customer": {"HandshakeTimeout": "2s"}})
     biz = gw.business(events=7)
     slow = []
-    for _ in range(1000):
+    for _ in range(5000):
         s = socket.create_connection(("127.0.0.1", gw.customer_port))
         s.setblocking(False)
         slow.append(s)
