@@ -141,6 +141,8 @@ void BizLink::processPackets() {
                                   : handleTaskPacket(owner_.worker, *this, cmd, body);
     } catch (const std::exception& e) {
       LOG_ERROR("link %u: cmd %u failed: %s; closing", id, cmd, e.what());
+      close();
+      return;
     }
     if (!keep) {
       LOG_WARN("%s link %u: cmd %u is not accepted on this port; closing",
