@@ -5,7 +5,8 @@ set -euo pipefail
 PKGS=(cmake make pkg-config g++ libuv1-dev libwebsockets-dev libwebsockets-evlib-uv
   libprotobuf-dev protobuf-compiler libboost-dev libcli11-dev doctest-dev libtomlplusplus-dev
   libcurl4-openssl-dev libssl-dev zlib1g-dev
-  python3 python3-websockets python3-protobuf python3-pytest python3-aiohttp)
+  python3 python3-websockets python3-protobuf python3-pytest python3-aiohttp
+  clang libclang-rt-14-dev)  # the sanitized unit tests and the libFuzzer targets (tests/fuzz)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -23,10 +23,6 @@ UniqIdParts Worker::nextUniqId() {
   return uniqIds->next(uint32_t(time(nullptr)));
 }
 
-std::string Worker::uniqIdOf(uint64_t key) const {
-  return uniqIdFromKey(uniqIdPrefix, key);
-}
-
 namespace {
 bool takeToken(shm::SharedBucket& shared, int32_t rate) {
   if (rate <= 0) return true;
