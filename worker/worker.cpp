@@ -1,5 +1,7 @@
 #include "worker/worker.hpp"
 
+#include <google/protobuf/stubs/logging.h>
+
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -266,6 +268,16 @@ bool WorkerProcess::flushed() const {
   return links_.pendingWriteBytes() == 0;
 }
 
+// libprotobuf writes a line to stderr for every string field that is not UTF-8, so a business
+// could fill the disk with bad packets: its messages go to our log, at debug level.
+void protobufLog(google::protobuf::LogLevel level, const char* file, int line,
+                 const std::string& message) {
+  if (level >= google::protobuf::LOGLEVEL_FATAL)
+    LOG_ERROR("libprotobuf %s:%d: %s", file, line, message.c_str());
+  else
+    LOG_DEBUG("libprotobuf %s:%d: %s", file, line, message.c_str());
+}
+
 void raiseFileLimit() {
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
@@ -295,6 +307,7 @@ int runWorker(const WorkerOptions& options) {
   if (w.config.logFile.empty())
     if (const char* daemonLog = getenv("NETSVR_LOG_FILE")) w.config.logFile = daemonLog;
   if (!w.config.logFile.empty()) log::openFile(w.config.logFile);
+  google::protobuf::SetLogHandler(protobufLog);
   // lws sizes its fd table from this limit when the context is created (LWS-NOTES.md).
   raiseFileLimit();
 
