@@ -328,6 +328,9 @@ int runWorker(const WorkerOptions& options) {
     return 1;
   }
   w.incarnation = w.info().incarnation.load();
+  // The master publishes it after the fork; written here too so that it is in place before any
+  // peer link we open is checked against it (peer_links.cpp).
+  w.info().pid = int32_t(getpid());
   for (int item : w.config.metricsItems)
     w.metricEnabled[item] = true;  // 1..kMetricItems (the config keeps only those)
   w.uniqIdPrefix = uniqIdPrefix(w.config.task.address.ip, w.config.task.address.port);
