@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cstring>
 
-#include "common/log.hpp"
 #include "worker/biz_link.hpp"
 #include "worker/worker.hpp"
 
@@ -24,7 +23,6 @@ bool BizLinks::addToRegistry(BizLink& link) {
     worker.info().bizLinks.fetch_add(1);
     return true;
   }
-  LOG_ERROR("business-link registry full (%d links)", shm::kMaxBizLinks);
   return false;
 }
 
