@@ -31,7 +31,7 @@ unit-asan: san-build
 
 # Every fuzz target for FUZZ_SECONDS (scripts/fuzz.sh).
 fuzz: san-build
-	@bash scripts/fuzz.sh $(ASAN_BUILD)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh $(ASAN_BUILD)
 
 unit: build
 	@cmake --build $(BUILD) -j $(JOBS)
