@@ -1,11 +1,12 @@
 # Thin wrapper around CMake. `make run` and `make test` work on a fresh Debian machine.
 BUILD ?= build
-ASAN_BUILD ?= build-asan
+ASAN_BUILD ?= build-san
 JOBS ?= $(shell nproc)
 CONFIG ?= etc/netsvr.toml
 PYTHON ?= /usr/bin/python3
+FUZZ_SECONDS ?= 60
 
-.PHONY: deps build run demo demo-screenshots test unit unit-asan integration bench soak deb clean format
+.PHONY: deps build run demo demo-screenshots test unit san-build unit-asan fuzz integration bench soak deb clean format
 
 deps:
 	@bash scripts/install-deps.sh
@@ -27,11 +28,19 @@ demo-screenshots: build
 	@ulimit -n 65536 2>/dev/null; NETSVR_BIN=$(abspath $(BUILD))/netsvr NETSVR_PROTO_PY=$(abspath $(BUILD))/proto_py \
 	  NETSVR_SCREENSHOTS=$(abspath docs/img) $(PYTHON) -m pytest -q tests/integration/test_demo_browser.py
 
-# Unit tests under ASan+UBSan (pure code), then the integration tests against the real binary.
-unit-asan: deps
-	@cmake -S . -B $(ASAN_BUILD) -DNETSVR_SANITIZE=ON -DNETSVR_UNIT_ONLY=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+# Unit tests and the fuzz targets, built once with clang under ASan+UBSan (the fuzz targets
+# reuse the unit tests' objects); ctest runs the unit tests and each fuzz target for a few seconds.
+san-build: deps
+	@CC=clang CXX=clang++ cmake -S . -B $(ASAN_BUILD) -DNETSVR_SANITIZE=ON -DNETSVR_UNIT_ONLY=ON \
+	  -DNETSVR_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+unit-asan: san-build
 	@cd $(ASAN_BUILD) && ctest --output-on-failure
+
+# Every fuzz target for FUZZ_SECONDS (scripts/fuzz.sh).
+fuzz: san-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh $(ASAN_BUILD)
 
 unit: build
 	@cmake --build $(BUILD) -j $(JOBS)

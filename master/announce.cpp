@@ -80,6 +80,9 @@ int announceClosedConnections(const std::string& key, int deadSerial, const std:
   // The owner may have died holding its lock: the table is then read as it was left.
   if (!table->read(collect)) collect(table->unlockedData());
   if (count == 0) return 0;
+  // Peer links accept only processes the control block lists (SO_PEERCRED): list ourselves
+  // before connecting (the master cannot do it in time: we connect right after the fork).
+  control->block().workers[deadSerial].announcerPid = getpid();
   int fd = connectToLiveWorker(key, control->block(), deadSerial);
   if (fd < 0 || !writeAll(fd, out)) {
     LOG_ERROR("could not hand %zu ConnClose events of dead worker serial %d to a live worker",

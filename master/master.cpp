@@ -304,6 +304,7 @@ void Master::releaseSerial(int serial) {
   for (int item = 1; item <= shm::kMetricItems; ++item)  // keep the gateway's totals monotonic
     (*control_)->retiredMeters[item].fetch_add(info.meters[item].count.load());
   info.pid = 0;
+  info.announcerPid = 0;
   info.clients = 0;
   info.sockets = 0;
   info.state = uint32_t(shm::WorkerState::Free);

@@ -6,6 +6,7 @@ PKGS=(cmake make pkg-config g++ libuv1-dev libwebsockets-dev libwebsockets-evlib
   libprotobuf-dev protobuf-compiler libboost-dev libcli11-dev doctest-dev libtomlplusplus-dev
   libcurl4-openssl-dev libssl-dev zlib1g-dev libsystemd-dev dpkg-dev
   python3 python3-websockets python3-protobuf python3-pytest python3-aiohttp
+  clang libclang-rt-14-dev     # the sanitized unit tests and the libFuzzer targets (tests/fuzz)
   chromium fonts-dejavu-core)  # the browser tests (run as root: --no-sandbox) and screenshots
 missing=()
 for p in "${PKGS[@]}"; do

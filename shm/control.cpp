@@ -109,6 +109,15 @@ ControlSegment::~ControlSegment() {
   munmap(block_, size_);
 }
 
+bool listsProcess(const ControlBlock& control, int32_t pid) {
+  if (pid <= 0) return false;
+  for (const auto& w : control.workers) {
+    if (w.announcerPid.load() == pid) return true;
+    if (w.pid.load() == pid && WorkerState(w.state.load()) != WorkerState::Free) return true;
+  }
+  return false;
+}
+
 MeterTotal meterTotal(const ControlBlock& control, int item) {
   MeterTotal t;
   t.count = control.retiredMeters[item].load();

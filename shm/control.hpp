@@ -16,7 +16,7 @@
 namespace netsvr::shm {
 
 inline constexpr uint32_t kControlMagic = 0x4E535652;  // "NSVR"
-inline constexpr uint32_t kLayoutVersion = 4;          // bump on any layout change
+inline constexpr uint32_t kLayoutVersion = 5;          // bump on any layout change
 inline constexpr int kMaxBizLinks = 1024;              // registered worker-port links, all workers
 using netsvr::kMetricItems;
 
@@ -46,12 +46,13 @@ struct WorkerInfo {
   std::atomic<int32_t> pid{0};
   std::atomic<uint32_t> slot{0};
   std::atomic<uint32_t> generation{0};
-  std::atomic<int64_t> clients{0};     // websocket connections that completed open
-  std::atomic<int64_t> sockets{0};     // accepted client TCP connections not yet closed
-  std::atomic<int64_t> bizLinks{0};    // registered worker-port links
-  std::atomic<int64_t> taskLinks{0};   // open task-port links
-  std::atomic<uint32_t> quiet{0};      // stopping, with every client gone and its events sent
-  MeterSlot meters[kMetricItems + 1];  // index = item number; 0 unused
+  std::atomic<int64_t> clients{0};       // websocket connections that completed open
+  std::atomic<int64_t> sockets{0};       // accepted client TCP connections not yet closed
+  std::atomic<int64_t> bizLinks{0};      // registered worker-port links
+  std::atomic<int64_t> taskLinks{0};     // open task-port links
+  std::atomic<uint32_t> quiet{0};        // stopping, with every client gone and its events sent
+  std::atomic<int32_t> announcerPid{0};  // reading this dead worker's table (written by itself)
+  MeterSlot meters[kMetricItems + 1];    // index = item number; 0 unused
 };
 
 struct BizLinkEntry {
@@ -140,6 +141,9 @@ void recordHistory(ControlBlock& control, int64_t unixSec);
 // Config text: the master publishes it; readers get a consistent copy (truncated to the buffer).
 void publishConfigText(ControlBlock& control, const std::string& text);
 std::string readConfigText(const ControlBlock& control);
+// Is `pid` a worker (in any state but Free) or an announcer of this instance? Peer links accept
+// only such processes.
+bool listsProcess(const ControlBlock& control, int32_t pid);
 
 // RAII owner of a mapping of the control segment.
 class ControlSegment {

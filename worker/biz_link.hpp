@@ -83,7 +83,7 @@ class BizLinks {
   void deliverFromPeer(uint32_t linkId, std::string packet);
 
   // Registry of this worker's registered links (worker_port.cpp).
-  bool addToRegistry(BizLink& link);
+  bool addToRegistry(BizLink& link);  // false: the registry is full
   void removeFromRegistry(uint32_t linkId);
   void withdrawFromRegistry();                   // all of this worker's links, which stay open
   bool removeByConnId(std::string_view connId);  // any worker's link

@@ -23,6 +23,15 @@ namespace {
 
 constexpr uint32_t kMaxPeerPacket = 256u << 20;  // bytes; far above any business packet limit
 
+// An abstract unix socket has no file permissions: any local process can connect to one (the
+// names are listed in /proc/net/unix). Only our own user's processes that the control block
+// lists as workers or announcers of this instance may inject forwarded commands.
+bool peerAllowed(int fd, const shm::ControlBlock& control, ucred& cred) {
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
+  return cred.uid == geteuid() && shm::listsProcess(control, cred.pid);
+}
+
 }  // namespace
 
 struct PeerLinks::Link {
@@ -87,9 +96,23 @@ void PeerLinks::onConnection(uv_stream_t* server, int status) {
   link->owner = self;
   uv_pipe_init(self->worker_.loop, &link->pipe, 0);
   link->pipe.data = link;
-  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&link->pipe)) != 0) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&link->pipe),
+  auto discard = [](Link* l) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&l->pipe),
              [](uv_handle_t* h) { delete static_cast<Link*>(h->data); });
+  };
+  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&link->pipe)) != 0) {
+    discard(link);
+    return;
+  }
+  uv_os_fd_t fd = -1;
+  ucred cred{};
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&link->pipe), &fd) != 0 ||
+      !peerAllowed(fd, self->worker_.control->block(), cred)) {
+    LOG_WARN(
+        "peer link: refused a connection from pid %d uid %u: not a worker or announcer of "
+        "this instance",
+        int(cred.pid), unsigned(cred.uid));
+    discard(link);
     return;
   }
   self->all_.insert(link);
@@ -128,8 +151,12 @@ void PeerLinks::dispatch(uint32_t cmd, std::string_view body) {
   switch (cmd) {
     case kPeerTask: {
       if (body.size() < 8) break;
-      int sender = int(readBe32(body.data()));
+      uint32_t sender = readBe32(body.data());
       uint32_t requestId = readBe32(body.data() + 4);
+      if (sender >= uint32_t(kMaxWorkerSerials) || int(sender) == worker_.serial) {
+        LOG_ERROR("peer link: task from invalid serial %u ignored", sender);
+        break;
+      }
       try {
         runForwardedTask(worker_, body.substr(8));
       } catch (const std::exception& e) {
@@ -138,7 +165,7 @@ void PeerLinks::dispatch(uint32_t cmd, std::string_view body) {
       if (requestId) {  // acknowledged whatever happened, so the sender's link never waits in vain
         char id[4];
         writeBe32(id, requestId);
-        send(sender, kPeerAck, {}, std::string_view(id, 4));
+        send(int(sender), kPeerAck, {}, std::string_view(id, 4));
       }
       break;
     }

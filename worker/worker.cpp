@@ -1,5 +1,7 @@
 #include "worker/worker.hpp"
 
+#include <google/protobuf/stubs/logging.h>
+
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -21,10 +23,6 @@ namespace netsvr {
 
 UniqIdParts Worker::nextUniqId() {
   return uniqIds->next(uint32_t(time(nullptr)));
-}
-
-std::string Worker::uniqIdOf(uint64_t key) const {
-  return uniqIdFromKey(uniqIdPrefix, key);
 }
 
 namespace {
@@ -270,6 +268,16 @@ bool WorkerProcess::flushed() const {
   return links_.pendingWriteBytes() == 0;
 }
 
+// libprotobuf writes a line to stderr for every string field that is not UTF-8, so a business
+// could fill the disk with bad packets: its messages go to our log, at debug level.
+void protobufLog(google::protobuf::LogLevel level, const char* file, int line,
+                 const std::string& message) {
+  if (level >= google::protobuf::LOGLEVEL_FATAL)
+    LOG_ERROR("libprotobuf %s:%d: %s", file, line, message.c_str());
+  else
+    LOG_DEBUG("libprotobuf %s:%d: %s", file, line, message.c_str());
+}
+
 void raiseFileLimit() {
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
@@ -299,6 +307,7 @@ int runWorker(const WorkerOptions& options) {
   if (w.config.logFile.empty())
     if (const char* daemonLog = getenv("NETSVR_LOG_FILE")) w.config.logFile = daemonLog;
   if (!w.config.logFile.empty()) log::openFile(w.config.logFile);
+  google::protobuf::SetLogHandler(protobufLog);
   // lws sizes its fd table from this limit when the context is created (LWS-NOTES.md).
   raiseFileLimit();
 
@@ -319,6 +328,9 @@ int runWorker(const WorkerOptions& options) {
     return 1;
   }
   w.incarnation = w.info().incarnation.load();
+  // The master publishes it after the fork; written here too so that it is in place before any
+  // peer link we open is checked against it (peer_links.cpp).
+  w.info().pid = int32_t(getpid());
   for (int item : w.config.metricsItems)
     w.metricEnabled[item] = true;  // 1..kMetricItems (the config keeps only those)
   w.uniqIdPrefix = uniqIdPrefix(w.config.task.address.ip, w.config.task.address.port);

@@ -70,7 +70,7 @@ struct Worker {
 
   std::unique_ptr<UniqIdGenerator> uniqIds;
   UniqIdParts nextUniqId();
-  std::string uniqIdOf(uint64_t key) const;
+  std::string uniqIdOf(uint64_t key) const { return uniqIdFromKey(uniqIdPrefix, key); }
   // Accepted client sockets on every worker (Go's online count, §6.4 step 2).
   int64_t onlineSockets() const;
   // The global OnOpen and OnMessage token buckets (§9.1), shared by every worker.

@@ -46,7 +46,14 @@ void onRegister(BizLinks& links, BizLink& link, std::string_view body) {
   // Join the registry before answering: a business that opens a client as soon as it reads
   // the answer must find itself registered on every worker. The answer still precedes every
   // event on this link: events reach it only through this loop, after this function returns.
-  links.addToRegistry(link);
+  if (!links.addToRegistry(link)) {
+    // No RegisterRespCode says so, and a Success would leave the business waiting for events
+    // that never come: close, and let the SDK retry once others have left.
+    LOG_WARN("business link %u: registry full (%d links); closing", link.id, shm::kMaxBizLinks);
+    link.events = 0;
+    link.close();
+    return;
+  }
   replyRegister(link, netsvr::registerResp::Success, link.connId);
   LOG_INFO("business link %u registered for events %d (connId %s)", link.id, link.events,
            link.connId.c_str());

@@ -1,5 +1,7 @@
 """Task port: commands reach clients on every worker (PROTOCOL §4), queries, link errors (§2.3)."""
 
+import random
+import re
 import struct
 
 import pytest
@@ -78,7 +80,15 @@ def _bad_packets():
         "unknown-cmd": struct.pack(">II", 4, 12345),
         "cmd-0": struct.pack(">II", 4, 0),
         "event-cmd": struct.pack(">II", 4, 900001001),  # ConnOpen is gateway->business only
+        "4gib-length": b"\xff\xff\xff\xff" + b"x" * 64,
+        "garbage": random.Random(13).randbytes(4096),
+        "http-request": b"GET /netsvr HTTP/1.1\r\nHost: x\r\n\r\n",
     }
+
+
+def _closing_lines(gw) -> int:
+    """Log lines that say why a business link was closed (biz_link.cpp)."""
+    return len(re.findall(r"link \d+: .*; closing", gw.log_path.read_text(errors="replace")))
 
 
 @pytest.mark.parametrize("kind", list(_bad_packets()))
@@ -87,8 +97,10 @@ def test_bad_packet_closes_only_that_link(gateway, ws, kind):
     c = h.open_client(gateway, ws, "bad=1", biz)
     good = gateway.task()
     bad = gateway.task()
+    before = _closing_lines(gateway)
     bad.send_raw(_bad_packets()[kind])
     bad.expect_closed()
+    h.wait_for(lambda: _closing_lines(gateway) > before, message="the reason logged")
     assert good.request(Cmd.UniqIdCount, b"", pb.UniqIdCountResp).count == 1
     good.send(Cmd.SingleCast, pb.SingleCast(uniqId=c.uniq_id, data=b"still here"))
     assert c.recv() == "still here"
