@@ -1,7 +1,6 @@
 // uniqId and connId parsing (common/uniqid.*), as a task command's uniqIds reach it: a parsed
-// uniqId formats back to the same text (case aside), the key round-trips through
+// uniqId formats back to the same text (a uniqId is an exact lowercase string), the key round-trips through
 // uniqIdFromKey, and formatConnId / toHex give fixed-length lowercase hex for any input.
-#include <cctype>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -19,12 +18,6 @@ bool isLowerHex(const std::string& s) {
   return true;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = char(tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -33,14 +26,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (parseUniqId(text, parts)) {
     FUZZ_CHECK(size == kUniqIdLength);
     std::string again = formatUniqId(parts);
-    FUZZ_CHECK(again == lower(text));
+    FUZZ_CHECK(again == text);
     std::string prefix = uniqIdPrefix(parts.ip, parts.port);
     FUZZ_CHECK(prefix.size() == 12 && isLowerHex(prefix));
     FUZZ_CHECK(uniqIdFromKey(prefix, uniqKeyOf(parts.timestamp, parts.counter)) == again);
     FUZZ_CHECK(ownerSerialOf(parts.counter) == uint8_t(parts.counter >> 24));
   } else {
     FUZZ_CHECK(size != kUniqIdLength ||
-               lower(text).find_first_not_of("0123456789abcdef") != std::string::npos);
+               text.find_first_not_of("0123456789abcdef") != std::string::npos);
   }
   if (size >= 16) {
     uint32_t v[4];
