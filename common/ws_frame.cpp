@@ -102,6 +102,14 @@ bool validCloseCode(uint16_t code) {
   return true;
 }
 
+std::string closePayload(uint16_t code, std::string_view reason) {
+  std::string payload;
+  payload.push_back(char(code >> 8));
+  payload.push_back(char(code & 0xFF));
+  payload.append(reason.substr(0, kMaxControlPayload - 2));
+  return payload;
+}
+
 Violation checkClosePayload(std::string_view payload) {
   if (payload.empty()) return {};
   if (payload.size() == 1 || payload.size() > kMaxControlPayload)

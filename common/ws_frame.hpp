@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace netsvr::ws {
@@ -63,6 +64,9 @@ class MessageState {
   uint8_t opcode_ = 0;  // of the open message
   bool compressed_ = false;
 };
+
+// Our Close frame's payload (§6.3): the 2-byte status code, then the reason cropped to 123 bytes.
+std::string closePayload(uint16_t code, std::string_view reason);
 
 // A client's Close payload: empty, or a valid status code with an optional UTF-8 reason.
 Violation checkClosePayload(std::string_view payload);

@@ -123,12 +123,7 @@ void HttpServer::listen(const std::string& address) {
   lws_set_log_level(LLL_ERR, [](int, const char* line) { LOG_WARN("lws (http): %s", line); });
   void* loops[] = {loop_};
   lws_context_creation_info info = foreignLoopContextInfo(loops, kProtocols, this, &context_);
-  context_ = lws_create_context(&info);
-  if (!context_)
-    throw std::runtime_error(
-        "cannot create the HTTP context (is libwebsockets-evlib-uv installed?)");
-  vhost_ = lws_get_vhost_by_name(context_, "default");
-  if (!vhost_) throw std::runtime_error("lws created no default vhost");
+  vhost_ = createContextAndVhost(info, context_, "HTTP");
 
   acceptPoll_ = new uv_poll_t;
   acceptPoll_->data = this;

@@ -5,6 +5,9 @@
 
 #include <libwebsockets.h>
 
+#include <stdexcept>
+#include <string>
+
 namespace netsvr {
 
 // `loops` must hold the loop in [0] and stay alive until lws_create_context() returns.
@@ -21,6 +24,18 @@ inline lws_context_creation_info foreignLoopContextInfo(void** loops,
   info.gid = -1;
   info.uid = -1;
   return info;
+}
+
+// Creates the context and returns its default vhost. Start-up only: throws, naming `what`.
+inline lws_vhost* createContextAndVhost(const lws_context_creation_info& info,
+                                        lws_context*& context, const char* what) {
+  context = lws_create_context(&info);
+  if (!context)
+    throw std::runtime_error(std::string("cannot create the ") + what +
+                             " context (is libwebsockets-evlib-uv installed?)");
+  lws_vhost* vhost = lws_get_vhost_by_name(context, "default");
+  if (!vhost) throw std::runtime_error(std::string(what) + ": lws created no default vhost");
+  return vhost;
 }
 
 }  // namespace netsvr

@@ -230,11 +230,7 @@ void WsServer::readerClosedInput(Conn& conn) {
 }
 
 void WsServer::failConnection(Conn& conn, uint16_t code, std::string_view reason) {
-  std::string payload;
-  payload.push_back(char(code >> 8));
-  payload.push_back(char(code & 0xFF));
-  payload.append(reason.substr(0, 123));
-  failConnection(conn, payload);
+  failConnection(conn, ws::closePayload(code, reason));
 }
 
 void WsServer::failConnection(Conn& conn, std::string_view closePayload) {

@@ -158,12 +158,7 @@ void WsServer::start() {
     info.ssl_private_key_filepath = cfg.tlsKeyFile.c_str();
     info.alpn = "http/1.1";  // no h2: websockets and our raw status lines are HTTP/1.1 only
   }
-  context_ = lws_create_context(&info);
-  if (!context_)
-    throw std::runtime_error(
-        "cannot create the websocket context (is libwebsockets-evlib-uv installed?)");
-  vhost_ = lws_get_vhost_by_name(context_, "default");
-  if (!vhost_) throw std::runtime_error("lws created no default vhost");
+  vhost_ = createContextAndVhost(info, context_, "websocket");
 
   for (int set = 0; set < worker_.listenSets; ++set) {
     auto* poll = new uv_poll_t;

@@ -214,11 +214,7 @@ void WsServer::closePolitely(Conn& conn, uint16_t code, std::string_view reason)
   if (conn.phase == Conn::Opening) conn.phase = Conn::Open;
   if (conn.phase != Conn::Open || !conn.wsi) return;
   conn.phase = Conn::Closing;
-  std::string payload;
-  payload.push_back(char(code >> 8));
-  payload.push_back(char(code & 0xFF));
-  payload.append(reason.substr(0, 123));
-  enqueue(conn, OutMessage::make(payload, OutMessage::Close));
+  enqueue(conn, OutMessage::make(ws::closePayload(code, reason), OutMessage::Close));
   conn.lastActive = monotonicSeconds();  // while Closing: when the close began (sweep())
   lws_callback_on_writable(conn.wsi);
 }

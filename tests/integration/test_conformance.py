@@ -4,7 +4,6 @@ each case asserts the exact bytes that come back and that TCP is closed when it 
 
 from __future__ import annotations
 
-import struct
 import time
 
 import pytest

@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import time
 
-import netsvr_harness as h
 from netsvr_harness import Cmd, pb
 from test_commands_common import CMD
 from ws_raw import OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawWs, frame, upgrade_head

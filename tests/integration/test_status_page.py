@@ -24,7 +24,7 @@ def test_status_json_page_and_cli_agree(gateway_factory, ws):
     mport = h.free_ports(1)[0]
     gw = gateway_factory({"Metrics": {"ListenAddress": f"127.0.0.1:{mport}"}})
     biz = gw.business(events=7)
-    task = gw.task()
+    gw.task()  # a task link for the status to count
     clients = h.open_spread(gw, ws, biz, min_total=3)
 
     def counted():

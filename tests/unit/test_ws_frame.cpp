@@ -130,6 +130,13 @@ TEST_CASE("close payloads: codes and reasons") {
   CHECK(checkClosePayload(std::string("\x03\xE8\xFF", 3)).code == 1007);
 }
 
+TEST_CASE("our close payload: code, then the reason cropped to 123 bytes (§6.3)") {
+  CHECK(closePayload(1001, "heartbeat timeout") == std::string("\x03\xE9heartbeat timeout", 19));
+  std::string longReason(200, 'r');
+  CHECK(closePayload(1011, longReason) == std::string("\x03\xF3", 2) + std::string(123, 'r'));
+  CHECK_FALSE(checkClosePayload(closePayload(1011, longReason)));
+}
+
 TEST_CASE("UTF-8: well-formed text only") {
   CHECK(validUtf8(""));
   CHECK(validUtf8("plain ascii text, long enough for the word loop"));
