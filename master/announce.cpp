@@ -42,6 +42,8 @@ int connectToLiveWorker(const std::string& key, shm::ControlBlock& control, int 
   return -1;
 }
 
+constexpr time_t kWorkerReadsSeconds = 5;  // bound on waiting for the worker to read the events
+
 bool writeAll(int fd, const std::string& data) {
   size_t done = 0;
   while (done < data.size()) {
@@ -88,6 +90,15 @@ int announceClosedConnections(const std::string& key, int deadSerial, const std:
     LOG_ERROR("could not hand %zu ConnClose events of dead worker serial %d to a live worker",
               count, deadSerial);
     return 1;
+  }
+  // Stay alive, and so listed, until the worker has accepted the link and read it to its end: it
+  // checks SO_PEERCRED against the control block when it accepts, which may be after we would
+  // have exited and the master unlisted us (the events were then refused and lost).
+  shutdown(fd, SHUT_WR);
+  timeval wait{kWorkerReadsSeconds, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  char sink[256];
+  while (read(fd, sink, sizeof sink) > 0) {
   }
   close(fd);
   LOG_INFO("announced %zu connections of dead worker serial %d as closed", count, deadSerial);
