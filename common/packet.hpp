@@ -39,6 +39,7 @@ class PacketDecoder {
   Status next(std::string_view& payload);
   // Bytes buffered but not yet returned (a partial packet).
   size_t buffered() const { return buffer_.size() - readPos_; }
+  std::string_view pending() const { return std::string_view(buffer_).substr(readPos_); }
   // Frees the buffer when nothing is pending, so an idle link holds no memory.
   void shrinkIfIdle();
 

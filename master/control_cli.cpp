@@ -5,6 +5,7 @@
 #include "master/status_json.hpp"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -144,6 +145,10 @@ int cmdReload(const std::string& configPath) {
   if (!findInstance(view, instance)) return 1;
   auto& control = instance.control->block();
   uint32_t before = control.reloadsDone.load();
+  // The new generation runs the binary that asked for it: an upgrade can come from elsewhere.
+  char self[sizeof control.reloadBinary] = {};
+  if (readlink("/proc/self/exe", self, sizeof self - 1) > 0)
+    memcpy(control.reloadBinary, self, sizeof self);
   if (kill(instance.pid, SIGHUP) != 0) {
     fprintf(stderr, "netsvr: cannot signal master %d: %s\n", instance.pid, strerror(errno));
     return 1;

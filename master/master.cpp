@@ -86,6 +86,7 @@ class Master {
   void beginStop();
   void reload();
   void reloadProgress();
+  void handoverProgress();
   void abortReload(const std::string& why);
   void finishReload(const std::string& error);
   void applyRuntimeSettings();
@@ -112,9 +113,14 @@ class Master {
   bool stopping_ = false;
   bool reloading_ = false;
   uint64_t reloadStartedMs_ = 0;
-  Config previous_;                 // the config before a reload in progress
-  std::string previousConfigText_;  // and its file's text
-  uint64_t stopDeadlineMs_ = 0;     // 0 = none
+  std::string previousExe_;  // the binary before a reload in progress
+  // A reload's last phase: the old generation moves its business links to the new one.
+  bool handingOver_ = false;
+  uint64_t handoverStartedMs_ = 0;
+  std::vector<std::pair<int, pid_t>> asked_;  // (serial, pid) of the workers moving links
+  Config previous_;                           // the config before a reload in progress
+  std::string previousConfigText_;            // and its file's text
+  uint64_t stopDeadlineMs_ = 0;               // 0 = none
   int exitCode_ = 0;
   bool ready_ = false;  // every worker of the first generation accepted once
   int readyFd_;
@@ -220,6 +226,8 @@ void Master::spawn(int slot) {
   info.bizLinks = 0;
   info.taskLinks = 0;
   info.quiet = 0;
+  info.handover = uint32_t(shm::HandoverState::Idle);
+  info.handoverError[0] = '\0';
   for (auto& m : info.meters) m.count = 0, m.rate1 = 0, m.rate5 = 0, m.rate15 = 0;
   info.pid = 0;
 
@@ -416,12 +424,27 @@ void Master::reload() {
     finishReload("the listen addresses and PidFile cannot change on reload; restart the gateway");
     return;
   }
+  // `netsvr reload` run from another binary upgrades to it (written before it signalled us).
+  auto& control = control_->block();
+  std::string binary(control.reloadBinary,
+                     strnlen(control.reloadBinary, sizeof control.reloadBinary));
+  control.reloadBinary[0] = '\0';
+  if (!binary.empty() && access(binary.c_str(), X_OK) != 0) {
+    finishReload("cannot execute " + binary + ": " + strerror(errno));
+    return;
+  }
+  previousExe_ = exe_;
+  if (!binary.empty() && binary != exe_) {
+    LOG_INFO("reload: the new generation runs %s (was %s)", binary.c_str(), exe_.c_str());
+    exe_ = binary;
+  }
   previous_ = config_;
   config_ = std::move(next);
   try {
     listeners_.ensureSlots(config_.resolvedWorkers());
   } catch (const ConfigError& e) {
     config_ = previous_;
+    exe_ = previousExe_;
     finishReload(e.what());
     return;
   }
@@ -439,15 +462,55 @@ void Master::reload() {
 
 void Master::reloadProgress() {
   constexpr uint64_t kReadyLimitMs = 30000;
+  if (handingOver_) {
+    handoverProgress();
+    return;
+  }
   if (!allRunning(generation_)) {
     if (uv_now(&loop_) - reloadStartedMs_ > kReadyLimitMs)
       abortReload("the new generation was not ready in 30 s");
     return;
   }
+  // The old generation drains (serves its clients, accepts nothing new) and moves its business
+  // links to the new one; the reload's verdict waits for the links.
+  handingOver_ = true;
+  handoverStartedMs_ = uv_now(&loop_);
+  asked_.clear();
+  for (const auto& c : children_) {
+    if (c.generation == generation_) continue;
+    auto& info = (*control_)->workers[c.serial];
+    info.handoverError[0] = '\0';
+    info.handover = uint32_t(shm::HandoverState::Asked);
+    asked_.push_back({c.serial, c.pid});
+    kill(c.pid, SIGUSR2);
+  }
+  handoverProgress();
+}
+
+void Master::handoverProgress() {
+  constexpr uint64_t kHandoverLimitMs = 30000;
+  std::string errors;
+  bool pending = false;
+  for (auto [serial, pid] : asked_) {
+    bool running = false;
+    for (const auto& c : children_) running |= c.pid == pid;
+    if (!running) continue;  // exited: nothing of it to move (a crash takes its links along)
+    const auto& info = (*control_)->workers[serial];
+    auto state = shm::HandoverState(info.handover.load());
+    if (state == shm::HandoverState::Failed)
+      errors += std::string(errors.empty() ? "" : "; ") + info.handoverError;
+    else if (state != shm::HandoverState::Done)
+      pending = true;
+  }
+  if (pending && uv_now(&loop_) - handoverStartedMs_ <= kHandoverLimitMs) return;
+  if (pending)
+    errors += std::string(errors.empty() ? "" : "; ") +
+              "the old generation did not finish moving its business links in 30 s";
+  handingOver_ = false;
   reloading_ = false;
-  for (const auto& c : children_)
-    if (c.generation != generation_) kill(c.pid, SIGUSR2);  // drain: serve, accept nothing new
-  finishReload("");
+  finishReload(errors.empty() ? ""
+                              : "business links stayed on the old generation (generation " +
+                                    std::to_string(generation_) + " serves): " + errors);
 }
 
 void Master::abortReload(const std::string& why) {
@@ -462,6 +525,7 @@ void Master::abortReload(const std::string& why) {
     kill(c.pid, running ? SIGUSR2 : SIGKILL);
   }
   config_ = previous_;
+  exe_ = previousExe_;
   applyRuntimeSettings();
   shm::publishConfigText(control_->block(), previousConfigText_);
   generation_ = failed - 1;

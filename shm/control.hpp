@@ -16,11 +16,14 @@
 namespace netsvr::shm {
 
 inline constexpr uint32_t kControlMagic = 0x4E535652;  // "NSVR"
-inline constexpr uint32_t kLayoutVersion = 5;          // bump on any layout change
+inline constexpr uint32_t kLayoutVersion = 6;          // bump on any layout change
 inline constexpr int kMaxBizLinks = 1024;              // registered worker-port links, all workers
 using netsvr::kMetricItems;
 
 enum class WorkerState : uint32_t { Free = 0, Starting, Running, Draining, Exited };
+// Moving a worker's business links to the new generation on reload (worker/handover_*.cpp):
+// the master sets Asked before it signals the worker; the worker ends at Done or Failed.
+enum class HandoverState : uint32_t { Idle = 0, Asked, Moving, Done, Failed };
 const char* workerStateName(WorkerState state);
 // Serving its clients and links: commands are routed to it, peers connect to it.
 inline bool isLive(WorkerState s) {
@@ -46,13 +49,16 @@ struct WorkerInfo {
   std::atomic<int32_t> pid{0};
   std::atomic<uint32_t> slot{0};
   std::atomic<uint32_t> generation{0};
-  std::atomic<int64_t> clients{0};       // websocket connections that completed open
-  std::atomic<int64_t> sockets{0};       // accepted client TCP connections not yet closed
-  std::atomic<int64_t> bizLinks{0};      // registered worker-port links
-  std::atomic<int64_t> taskLinks{0};     // open task-port links
-  std::atomic<uint32_t> quiet{0};        // stopping, with every client gone and its events sent
-  std::atomic<int32_t> announcerPid{0};  // reading this dead worker's table (written by itself)
-  MeterSlot meters[kMetricItems + 1];    // index = item number; 0 unused
+  std::atomic<int64_t> clients{0};           // websocket connections that completed open
+  std::atomic<int64_t> sockets{0};           // accepted client TCP connections not yet closed
+  std::atomic<int64_t> bizLinks{0};          // registered worker-port links
+  std::atomic<int64_t> taskLinks{0};         // open task-port links
+  std::atomic<uint32_t> quiet{0};            // stopping, with every client gone and its events sent
+  std::atomic<int32_t> announcerPid{0};      // reading this dead worker's table (written by itself)
+  std::atomic<uint32_t> handover{0};         // HandoverState
+  std::atomic<uint32_t> handoverVersion{0};  // the handover format this worker writes and reads
+  char handoverError[240] = {};              // why links stayed (Failed), written by the worker
+  MeterSlot meters[kMetricItems + 1];        // index = item number; 0 unused
 };
 
 struct BizLinkEntry {
@@ -103,7 +109,10 @@ struct ControlBlock {
   std::atomic<uint32_t> reloadsDone{0};  // bumped when a reload finished or was refused
   char reloadError[512] = {};            // "" when the last reload succeeded
   std::atomic<uint32_t> generation{0};   // the newest generation started by the master
-  std::atomic<int64_t> startedAt{0};     // unix seconds, for the meters' mean rate
+  // `netsvr reload` writes its own executable here before it signals: the new generation runs
+  // that binary (an upgrade from another path). Empty: the master's own path.
+  char reloadBinary[4096] = {};
+  std::atomic<int64_t> startedAt{0};  // unix seconds, for the meters' mean rate
   // Until then (unix ms) events with no registered receiver are held, not dropped: a reload or
   // a crash just closed business links, and the SDKs are reconnecting (3 s back-off).
   // One deadline per event kind (OnOpen, OnClose, OnMessage): only what the lost links served.

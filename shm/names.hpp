@@ -32,4 +32,9 @@ inline std::string peerSocketName(const std::string& key, int serial, uint32_t i
   return namePrefix(key) + "peer" + std::to_string(serial) + "." + std::to_string(incarnation);
 }
 
+// Abstract unix socket on which a worker of a new generation takes business links (reload).
+inline std::string handoverSocketName(const std::string& key, int serial, uint32_t incarnation) {
+  return namePrefix(key) + "handover" + std::to_string(serial) + "." + std::to_string(incarnation);
+}
+
 }  // namespace netsvr::shm

@@ -11,6 +11,7 @@
 #include "cmd.pb.h"
 #include "common/log.hpp"
 #include "common/packet.hpp"
+#include "worker/handover.hpp"
 #include "worker/peer_links.hpp"
 #include "worker/router.hpp"
 #include "worker/worker.hpp"
@@ -32,13 +33,17 @@ int eventIndex(Event e) {
 BizLink::BizLink(BizLinks& owner, Port port, uint32_t id, uint32_t maxPacket)
     : port(port), id(id), owner_(owner), decoder_(maxPacket) {}
 
-bool BizLink::accept(uv_stream_t* server) {
+void BizLink::initHandles() {
   uv_loop_t* loop = owner_.worker.loop;
   uv_tcp_init(loop, &tcp_);
   uv_timer_init(loop, &deadline_);
   uv_timer_init(loop, &sendDeadline_);
   tcp_.data = deadline_.data = sendDeadline_.data = this;
   openHandles_ = 3;
+}
+
+bool BizLink::accept(uv_stream_t* server) {
+  initHandles();
   if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&tcp_)) != 0) {
     close();
     return false;
@@ -117,7 +122,7 @@ void BizLink::processPackets() {
   const std::string& heartbeat =
       port == Port::Worker ? c.worker.heartbeatMessage : c.task.heartbeatMessage;
   std::string_view payload;
-  while (!closing_ && !paused_) {
+  while (!closing_ && !paused_ && !frozen_) {
     auto status = decoder_.next(payload);
     if (status == PacketDecoder::Status::NeedMore) break;
     if (status == PacketDecoder::Status::TooLarge) {
@@ -151,20 +156,90 @@ void BizLink::processPackets() {
       return;
     }
   }
-  if (!paused_) decoder_.shrinkIfIdle();
+  if (!paused_ && !frozen_) decoder_.shrinkIfIdle();
 }
 
 void BizLink::pause() {
   if (paused_ || closing_) return;
   paused_ = true;
-  uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));  // the kernel buffers meanwhile
+  if (!frozen_) uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));  // the kernel buffers
 }
 
 void BizLink::resume() {
   if (!paused_ || closing_) return;
   paused_ = false;
+  if (frozen_) return;  // thaw() or the new worker goes on
   uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), onAlloc, onRead);
   processPackets();
+}
+
+void BizLink::freeze() {
+  if (frozen_ || closing_) return;
+  frozen_ = true;
+  if (!paused_) uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
+  uv_timer_stop(&deadline_);
+}
+
+void BizLink::thaw() {
+  if (!frozen_ || closing_) return;
+  frozen_ = false;
+  armDeadline();
+  if (paused_) return;
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), onAlloc, onRead);
+  processPackets();
+}
+
+handover::Offer BizLink::offer(uint32_t fromSerial) const {
+  handover::Offer o;
+  o.taskPort = port == Port::Task;
+  o.fromSerial = fromSerial;
+  o.fromLinkId = id;
+  o.events = events;
+  o.peerIp = peerIp;
+  o.peerPort = peerPort;
+  o.acceptedAt = acceptedAt;
+  o.connId = connId;
+  o.input = std::string(decoder_.pending());
+  return o;
+}
+
+bool BizLink::adopt(uv_stream_t* ipcPipe, const handover::Offer& offer) {
+  initHandles();
+  frozen_ = true;      // reading starts on Commit
+  holdWrites_ = true;  // writing on Drained
+  if (uv_accept(ipcPipe, reinterpret_cast<uv_stream_t*>(&tcp_)) != 0) {
+    close();
+    return false;
+  }
+  events = offer.events;
+  connId = offer.connId;
+  peerIp = offer.peerIp;
+  peerPort = offer.peerPort;
+  acceptedAt = offer.acceptedAt;
+  if (!offer.input.empty()) decoder_.feed(offer.input.data(), offer.input.size());
+  return true;
+}
+
+void BizLink::startReading() {
+  if (closing_) return;
+  frozen_ = false;
+  armDeadline();
+  if (paused_) return;
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), onAlloc, onRead);
+  processPackets();
+}
+
+void BizLink::releaseWrites() {
+  if (!holdWrites_) return;
+  holdWrites_ = false;
+  std::vector<std::string> held;
+  held.swap(heldWrites_);
+  for (std::string& packet : held) write(std::move(packet));
+}
+
+void BizLink::closeMoved() {
+  moved_ = true;
+  close();
 }
 
 void BizLink::send(std::string packet, bool isEvent) {
@@ -172,7 +247,7 @@ void BizLink::send(std::string packet, bool isEvent) {
   const Worker& w = owner_.worker;
   // Worker.SendChanCap bounds the packets the kernel has not taken yet (Go's channel capacity);
   // beyond it the business does not read fast enough and the packet is dropped (metric 10).
-  if (port == Port::Worker && queued_ >= size_t(w.config.worker.sendChanCap)) {
+  if (port == Port::Worker && queued_ + heldWrites_.size() >= size_t(w.config.worker.sendChanCap)) {
     w.mark(10);
     return;
   }
@@ -180,6 +255,16 @@ void BizLink::send(std::string packet, bool isEvent) {
     w.mark(4);
     w.mark(5, int64_t(packet.size()));
   }
+  if (holdWrites_) {
+    heldWrites_.push_back(std::move(packet));
+    return;
+  }
+  write(std::move(packet));
+}
+
+void BizLink::write(std::string packet) {
+  if (closing_) return;
+  const Worker& w = owner_.worker;
   auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
   size_t offset = 0;
   if (uv_stream_get_write_queue_size(stream) == 0) {  // nothing queued: try the kernel directly
@@ -293,6 +378,23 @@ size_t BizLinks::pendingWriteBytes() const {
   return total;
 }
 
+std::vector<BizLink*> BizLinks::all() const {
+  std::vector<BizLink*> out;
+  for (const auto& [id, link] : links_) out.push_back(link);
+  return out;
+}
+
+BizLink* BizLinks::adopt(uv_stream_t* ipcPipe, const handover::Offer& offer) {
+  const Config& c = worker.config;
+  auto port = offer.taskPort ? BizLink::Port::Task : BizLink::Port::Worker;
+  auto* link = new BizLink(*this, port, nextId_++,
+                           offer.taskPort ? c.task.receivePackLimit : c.worker.receivePackLimit);
+  if (offer.taskPort) worker.info().taskLinks.fetch_add(1);  // onLinkClosed takes it back
+  links_[link->id] = link;
+  if (!link->adopt(ipcPipe, offer)) return nullptr;  // closed (and forgotten) already
+  return link;
+}
+
 BizLink* BizLinks::find(uint32_t id) const {
   auto it = links_.find(id);
   return it == links_.end() ? nullptr : it->second;
@@ -300,6 +402,7 @@ BizLink* BizLinks::find(uint32_t id) const {
 
 void BizLinks::onLinkClosed(BizLink& link) {
   links_.erase(link.id);
+  if (worker.handover) worker.handover->onLinkClosed(link);
   if (link.port == BizLink::Port::Task) {
     worker.info().taskLinks.fetch_sub(1);
     onTaskLinkClosed(link.id);

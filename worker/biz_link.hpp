@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/handover_msg.hpp"
 #include "common/packet.hpp"
 #include "shm/control.hpp"
 
@@ -33,6 +34,21 @@ class BizLink {
   void close();
   void pause();  // stops reading (a task link waiting for another worker's acknowledgement)
   void resume();
+
+  // Reload handover (worker/handover_*.cpp). The old worker freezes the link (no reading, no
+  // read deadline; commands already read stay unprocessed and travel in the Offer), and thaws
+  // it if the move fails. The new worker adopts the socket with its writes held until the old
+  // one has written its last event (releaseWrites), and starts reading on Commit.
+  void freeze();
+  void thaw();
+  bool frozen() const { return frozen_; }
+  handover::Offer offer(uint32_t fromSerial) const;
+  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
+  bool adopt(uv_stream_t* ipcPipe, const handover::Offer& offer);
+  void startReading();
+  void releaseWrites();
+  bool writesDone() const { return !closing_ && queued_ == 0 && pendingWriteBytes() == 0; }
+  void closeMoved();  // the new worker owns the socket: close our descriptor, quietly
   size_t pendingWriteBytes() const {
     return closing_ ? 0
                     : uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_));
@@ -48,6 +64,8 @@ class BizLink {
 
  private:
   struct Write;
+  void initHandles();
+  void write(std::string packet);  // to the socket (after the checks of send)
   static void onAlloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
   static void onRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
   static void onDeadline(uv_timer_t* timer);
@@ -66,6 +84,10 @@ class BizLink {
   int openHandles_ = 0;
   bool closing_ = false;
   bool paused_ = false;
+  bool frozen_ = false;
+  bool moved_ = false;
+  bool holdWrites_ = false;
+  std::vector<std::string> heldWrites_;  // adopted, until the old worker's last write is done
 };
 
 class BizLinks {
@@ -97,6 +119,13 @@ class BizLinks {
   static constexpr uint64_t kHoldWindowMs = uint64_t(shm::kHoldEventsMs);
   size_t pendingWriteBytes() const;
   BizLink* find(uint32_t id) const;
+  std::vector<BizLink*> all() const;
+  // Reload handover: a link of the old generation arrives (the socket is pending on ipcPipe).
+  BizLink* adopt(uv_stream_t* ipcPipe, const handover::Offer& offer);
+  // The registry entry of one of our links now names a new worker's link (same place in the
+  // round robin); false if the link is not in the registry. moveBack undoes it.
+  bool moveRegistryEntry(uint32_t linkId, int toSerial, uint32_t toLinkId);
+  void moveRegistryEntryBack(int fromSerial, uint32_t fromLinkId, BizLink& link);
   Worker& worker;
 
  private:

@@ -43,6 +43,44 @@ void BizLinks::withdrawFromRegistry() {
     if (link->events) removeFromRegistry(id);
 }
 
+bool BizLinks::moveRegistryEntry(uint32_t linkId, int toSerial, uint32_t toLinkId) {
+  auto& control = worker.control->block();
+  auto& registry = control.registry;
+  shm::RobustLock lock(registry.mutex);
+  for (auto& entry : registry.entries) {
+    if (entry.used && entry.ownerSerial == uint32_t(worker.serial) && entry.linkId == linkId) {
+      entry.ownerSerial = uint32_t(toSerial);
+      entry.linkId = toLinkId;
+      registry.version.fetch_add(1);
+      worker.info().bizLinks.fetch_sub(1);
+      control.workers[toSerial].bizLinks.fetch_add(1);
+      return true;
+    }
+  }
+  return false;
+}
+
+void BizLinks::moveRegistryEntryBack(int fromSerial, uint32_t fromLinkId, BizLink& link) {
+  {
+    auto& control = worker.control->block();
+    auto& registry = control.registry;
+    shm::RobustLock lock(registry.mutex);
+    for (auto& entry : registry.entries) {
+      if (entry.used && entry.ownerSerial == uint32_t(fromSerial) && entry.linkId == fromLinkId) {
+        entry.ownerSerial = uint32_t(worker.serial);
+        entry.linkId = link.id;
+        registry.version.fetch_add(1);
+        control.workers[fromSerial].bizLinks.fetch_sub(1);
+        worker.info().bizLinks.fetch_add(1);
+        return;
+      }
+    }
+  }
+  // The master removed it with the dead worker's links: register again (at the end of the
+  // round robin).
+  addToRegistry(link);
+}
+
 bool BizLinks::removeByConnId(std::string_view connId) {
   if (connId.size() != kConnIdLength) return false;
   auto& registry = (*worker.control)->registry;

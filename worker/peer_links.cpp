@@ -14,6 +14,7 @@
 #include "common/unix_socket.hpp"
 #include "shm/names.hpp"
 #include "worker/biz_link.hpp"
+#include "worker/handover.hpp"
 #include "worker/router.hpp"
 #include "worker/worker.hpp"
 #include "worker/ws_server.hpp"
@@ -180,6 +181,18 @@ void PeerLinks::dispatch(uint32_t cmd, std::string_view body) {
       if (body.size() >= 4)
         worker_.links->deliverFromPeer(readBe32(body.data()), std::string(body.substr(4)));
       break;
+    case kPeerFence:
+    case kPeerFenceAck: {
+      if (body.size() < 8) break;
+      uint32_t sender = readBe32(body.data());
+      uint32_t fenceId = readBe32(body.data() + 4);
+      if (sender >= uint32_t(kMaxWorkerSerials) || int(sender) == worker_.serial) break;
+      if (cmd == kPeerFence)
+        sendPair(int(sender), kPeerFenceAck, fenceId);
+      else if (worker_.handover)
+        worker_.handover->onFenceAck(int(sender), fenceId);
+      break;
+    }
     default:
       LOG_ERROR("peer link: unknown internal cmd %u", cmd);
   }
@@ -265,6 +278,13 @@ bool PeerLinks::sendTask(int serial, uint32_t requestId, std::string_view taskPa
   writeBe32(head, uint32_t(worker_.serial));
   writeBe32(head + 4, requestId);
   return send(serial, kPeerTask, std::string_view(head, 8), taskPayload);
+}
+
+bool PeerLinks::sendPair(int serial, uint32_t cmd, uint32_t value) {
+  char body[8];
+  writeBe32(body, uint32_t(worker_.serial));
+  writeBe32(body + 4, value);
+  return send(serial, cmd, {}, std::string_view(body, 8));
 }
 
 bool PeerLinks::sendEvent(int serial, uint32_t linkId, std::string_view packet) {

@@ -24,6 +24,10 @@ enum PeerCmd : uint32_t {
   kPeerEvent = 2,   // body: [u32 linkId][framed event packet] for one of the receiver's links
   kPeerAck = 3,     // body: [u32 request id]
   kPeerClosed = 4,  // body: a ConnClose of a dead worker's client, to send to the business
+  // Reload handover (worker/handover.hpp). body: [u32 sender serial][u32 fence id]. The answer
+  // goes on the receiver's own link to the sender, behind every event it sent there before.
+  kPeerFence = 5,
+  kPeerFenceAck = 6,  // body: [u32 sender serial][u32 fence id]
 };
 
 class PeerLinks {
@@ -34,6 +38,7 @@ class PeerLinks {
 
   bool sendTask(int serial, uint32_t requestId, std::string_view taskPayload);
   bool sendEvent(int serial, uint32_t linkId, std::string_view packet);
+  bool sendFence(int serial, uint32_t fenceId) { return sendPair(serial, kPeerFence, fenceId); }
   // Bytes written to peers but not yet taken by the kernel. A task link stops reading while
   // this is above kPeerHighWater, so a flood of forwarded commands cannot grow memory.
   size_t queuedBytes() const { return queued_; }
@@ -46,6 +51,7 @@ class PeerLinks {
   Link* outboundTo(int serial);
   bool send(int serial, uint32_t cmd, std::string_view head, std::string_view body);
   void dispatch(uint32_t cmd, std::string_view body);
+  bool sendPair(int serial, uint32_t cmd, uint32_t value);  // body [u32 our serial][u32 value]
   void forget(Link* link);
 
   Worker& worker_;

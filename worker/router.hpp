@@ -50,6 +50,8 @@ void runForwardedTask(Worker& worker, std::string_view payload);
 void onPeerAck(Worker& worker, uint32_t requestId);
 void onPeerGone(Worker& worker, int serial);
 void onTaskLinkClosed(uint32_t linkId);
+// A command of this task link waits for another worker's acknowledgement (task_port.cpp).
+bool taskLinkAwaitingAck(uint32_t linkId);
 void onPeersDrained(Worker& worker);
 
 }  // namespace netsvr

@@ -190,6 +190,10 @@ void onPeersDrained(Worker& worker) {
   for (uint32_t id : links) resumeLater(worker, id);
 }
 
+bool taskLinkAwaitingAck(uint32_t linkId) {
+  return gWaitingPerLink.count(linkId) != 0;
+}
+
 void onTaskLinkClosed(uint32_t linkId) {
   if (!gWaitingPerLink.erase(linkId)) return;
   for (auto it = gWaiting.begin(); it != gWaiting.end();)

@@ -10,10 +10,12 @@
 #include <ctime>
 #include <random>
 
+#include "common/handover_msg.hpp"
 #include "common/log.hpp"
 #include "common/meter.hpp"
 #include "shm/names.hpp"
 #include "worker/biz_link.hpp"
+#include "worker/handover.hpp"
 #include "worker/http_client.hpp"
 #include "worker/peer_links.hpp"
 #include "worker/router.hpp"
@@ -57,7 +59,8 @@ namespace {
 // Owns the loop and the modules; the stop sequence runs inside the loop.
 class WorkerProcess {
  public:
-  explicit WorkerProcess(Worker& w) : w_(w), ws_(w), links_(w), peers_(w), router_(w) {
+  explicit WorkerProcess(Worker& w)
+      : w_(w), ws_(w), links_(w), peers_(w), router_(w), handover_(w) {
     uv_loop_init(&loop_);
     w.loop = &loop_;
     http_ = std::make_unique<HttpClient>(&loop_);
@@ -66,6 +69,7 @@ class WorkerProcess {
     w.links = &links_;
     w.peers = &peers_;
     w.router = &router_;
+    w.handover = &handover_;
   }
 
   int run() {
@@ -86,6 +90,7 @@ class WorkerProcess {
         &meterTimer_, [](uv_timer_t* t) { static_cast<WorkerProcess*>(t->data)->tickMeters(); },
         tickMs, tickMs);
     peers_.start();
+    handover_.listen();  // before Running: the old generation moves its links here at once
     links_.start();
     ws_.start();
     w_.info().state = uint32_t(shm::WorkerState::Running);
@@ -109,6 +114,7 @@ class WorkerProcess {
       return;
     }
     if (signum == SIGUSR2) {
+      self->moveLinksIfAsked();
       self->beginDrain();
       return;
     }
@@ -138,9 +144,26 @@ class WorkerProcess {
     ws_.whenEmpty([](void* arg) { static_cast<WorkerProcess*>(arg)->clientsGone(); }, this);
   }
 
+  // The master asks (HandoverState::Asked, then SIGUSR2) when a reload's new generation runs:
+  // our business links move to it, and the reload waits for the outcome. A worker still
+  // draining from an earlier reload is asked again, for the links that stayed then.
+  void moveLinksIfAsked() {
+    if (w_.stopping || w_.info().handover.load() != uint32_t(shm::HandoverState::Asked)) return;
+    handover_.moveAll(
+        true, [](void* arg) { static_cast<WorkerProcess*>(arg)->linksMoved(); }, this);
+  }
+
+  void linksMoved() {
+    if (clientsGonePending_) {
+      clientsGonePending_ = false;
+      clientsGone();
+    }
+  }
+
   void beginStop() {
     if (w_.stopping) return;
     w_.stopping = true;
+    handover_.cancel();
     uv_timer_stop(&drainLimit_);
     LOG_INFO("stopping: closing clients with 1001");
     links_.stopAccepting();
@@ -157,6 +180,20 @@ class WorkerProcess {
   //  3. a short grace for the loop to read and deliver those, then flush and close.
   void clientsGone() {
     if (drainStartedMs_) return;
+    if (handover_.moving()) {  // our links are on their way: close nothing under them
+      clientsGonePending_ = true;
+      return;
+    }
+    // Links that stayed at the reload (a failed move) get one more try before we exit; only
+    // what stays again is closed, with events held for the business to reconnect.
+    if (w_.draining && !w_.stopping && !movedAtExit_) {
+      movedAtExit_ = true;
+      if (handover_.moveAll(
+              false, [](void* arg) { static_cast<WorkerProcess*>(arg)->linksMoved(); }, this)) {
+        clientsGonePending_ = true;
+        return;
+      }
+    }
     drainStartedMs_ = uv_now(&loop_);
     if (w_.draining && !w_.stopping && w_.info().bizLinks.load() > 0) {
       // Hold first: another worker must never see "no receiver" without also seeing the hold.
@@ -222,6 +259,7 @@ class WorkerProcess {
     w_.info().quiet = 1;
     w_.info().state = uint32_t(shm::WorkerState::Exited);
     links_.closeAll();
+    handover_.stop();
     peers_.stop();
     ws_.destroyContext();
     for (auto& s : signals_) uv_close(reinterpret_cast<uv_handle_t*>(&s), nullptr);
@@ -253,6 +291,8 @@ class WorkerProcess {
   uv_timer_t meterTimer_{};
   MeterRates rates_[shm::kMetricItems + 1];
   uint64_t drainStartedMs_ = 0;
+  bool clientsGonePending_ = false;  // clientsGone() waits for the links' handover to end
+  bool movedAtExit_ = false;
   uint64_t graceStartedMs_ = 0;
   uint64_t quietSinceMs_ = 0;
   uint64_t lastReportMs_ = 0;
@@ -260,6 +300,7 @@ class WorkerProcess {
   BizLinks links_;
   PeerLinks peers_;
   Router router_;
+  Handover handover_;
   std::unique_ptr<HttpClient> http_;
 };
 
@@ -328,6 +369,27 @@ int runWorker(const WorkerOptions& options) {
     return 1;
   }
   w.incarnation = w.info().incarnation.load();
+  // A reload onto this binary must be able to take the running generation's business links.
+  for (int serial = 0; serial < kMaxWorkerSerials; ++serial) {
+    const auto& other = (*w.control)->workers[serial];
+    if (other.generation.load() >= w.generation ||
+        !shm::isLive(shm::WorkerState(other.state.load())))
+      continue;
+    uint32_t version = other.handoverVersion.load();
+    if (!handover::canRead(version)) {
+      LOG_ERROR(
+          "worker serial %d (generation %u) hands business links over in format %u; this binary "
+          "reads formats %u..%u: refusing to start (the running generation keeps serving)",
+          serial, other.generation.load(), version, handover::kOldestReadableVersion,
+          handover::kVersion);
+      return 1;
+    }
+  }
+  uint32_t version = handover::kVersion;
+  if (const char* claimed = getenv("NETSVR_TEST_HANDOVER_VERSION"))  // tests: a future format
+    version = uint32_t(atoi(claimed));
+  w.info().handoverVersion = version;
+  w.info().handover = uint32_t(shm::HandoverState::Idle);
   // The master publishes it after the fork; written here too so that it is in place before any
   // peer link we open is checked against it (peer_links.cpp).
   w.info().pid = int32_t(getpid());

@@ -30,6 +30,7 @@ class BizLinks;
 class PeerLinks;
 class Router;
 class HttpClient;
+class Handover;
 
 // Listening sockets inherited from the master: fds 3, 4, 5 are the client, worker and task
 // sockets of one slot set, 6, 7, 8 of the next, and so on. A worker accepts on several sets
@@ -61,6 +62,7 @@ struct Worker {
   PeerLinks* peers = nullptr;
   Router* router = nullptr;
   HttpClient* http = nullptr;  // open/close callbacks
+  Handover* handover = nullptr;  // business links moving between generations on reload
 
   shm::WorkerInfo& info() const { return (*control)->workers[serial]; }
   void mark(int item, int64_t amount = 1) const {
