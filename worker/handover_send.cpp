@@ -71,8 +71,9 @@ bool Handover::moveAll(bool reportToMaster, Done done, void* arg) {
   doneArg_ = arg;
   failure_.clear();
   std::vector<int> targets = newestWorkers(worker_);
-  if (targets.empty()) {
+  if (targets.empty()) {  // nothing to move to: every link stays, and that is reported
     failure_ = "no worker of the new generation is running";
+    for (BizLink* link : links) moves_.push_back(Move{link->id, -1, Stage::Stayed});
     finish();
     return true;
   }

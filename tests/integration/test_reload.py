@@ -2,9 +2,10 @@
 
 A reload re-reads and validates the config; a bad one (or changed listen addresses) leaves the
 running instance untouched and `netsvr reload` exits 1 with the reason on stderr. Otherwise a new
-generation of workers starts on the same listening sockets; the old one stops accepting, keeps
-serving its websockets and business links, and exits when its last client leaves (or closes the
-rest with 1012 "service restart" after ReloadDrainTime). No client and no message is lost.
+generation of workers starts on the same listening sockets; the old one stops accepting, hands
+its business links to the new one (test_reload_handover.py), keeps serving its websockets, and
+exits when its last client leaves (or closes the rest with 1012 "service restart" after
+ReloadDrainTime). No client and no message is lost.
 
 This module also holds the load helpers used by test_crash.py and test_stop.py:
   * EchoBusiness -- a business on its own thread: one worker-port link registered for events,
