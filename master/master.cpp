@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -54,6 +55,14 @@ std::string executablePath() {
   if (n <= 0) throw std::runtime_error("cannot read /proc/self/exe");
   buf[n] = '\0';
   return buf;
+}
+
+// Device, inode and modification time: tells a binary replaced at the same path.
+std::string fileIdentity(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return "";
+  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
+         std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
 }
 
 class Master {
@@ -114,6 +123,7 @@ class Master {
   bool reloading_ = false;
   uint64_t reloadStartedMs_ = 0;
   std::string previousExe_;  // the binary before a reload in progress
+  std::string exeId_, previousExeId_;  // fileIdentity() of exe_ when a generation started
   // A reload's last phase: the old generation moves its business links to the new one.
   bool handingOver_ = false;
   uint64_t handoverStartedMs_ = 0;
@@ -128,6 +138,7 @@ class Master {
 
 int Master::run() {
   exe_ = executablePath();
+  exeId_ = fileIdentity(exe_);
   pidFile_ = std::make_unique<PidFile>(config_.pidFile);  // throws if another master holds it
   removeStaleSegments(key_);
   listeners_.checkPortsFree();
@@ -424,20 +435,25 @@ void Master::reload() {
     finishReload("the listen addresses and PidFile cannot change on reload; restart the gateway");
     return;
   }
-  // `netsvr reload` run from another binary upgrades to it (written before it signalled us).
+  // Which binary the new generation runs: one installed over ours (same path, another file)
+  // wins; otherwise the one that ran `netsvr reload` (it wrote its path before it signalled
+  // us), so that an upgrade can also come from another path.
   auto& control = control_->block();
   std::string binary(control.reloadBinary,
                      strnlen(control.reloadBinary, sizeof control.reloadBinary));
   control.reloadBinary[0] = '\0';
-  if (!binary.empty() && access(binary.c_str(), X_OK) != 0) {
-    finishReload("cannot execute " + binary + ": " + strerror(errno));
-    return;
-  }
   previousExe_ = exe_;
-  if (!binary.empty() && binary != exe_) {
+  previousExeId_ = exeId_;
+  bool replacedInPlace = fileIdentity(exe_) != exeId_;
+  if (!binary.empty() && binary != exe_ && !replacedInPlace) {
+    if (access(binary.c_str(), X_OK) != 0) {
+      finishReload("cannot execute " + binary + ": " + strerror(errno));
+      return;
+    }
     LOG_INFO("reload: the new generation runs %s (was %s)", binary.c_str(), exe_.c_str());
     exe_ = binary;
   }
+  exeId_ = fileIdentity(exe_);
   previous_ = config_;
   config_ = std::move(next);
   try {
@@ -445,6 +461,7 @@ void Master::reload() {
   } catch (const ConfigError& e) {
     config_ = previous_;
     exe_ = previousExe_;
+    exeId_ = previousExeId_;
     finishReload(e.what());
     return;
   }
@@ -526,6 +543,7 @@ void Master::abortReload(const std::string& why) {
   }
   config_ = previous_;
   exe_ = previousExe_;
+  exeId_ = previousExeId_;
   applyRuntimeSettings();
   shm::publishConfigText(control_->block(), previousConfigText_);
   generation_ = failed - 1;

@@ -47,7 +47,9 @@ class BizLink {
   bool adopt(uv_stream_t* ipcPipe, const handover::Offer& offer);
   void startReading();
   void releaseWrites();
-  bool writesDone() const { return !closing_ && queued_ == 0 && pendingWriteBytes() == 0; }
+  bool writesDone() const {
+    return !closing_ && !holdWrites_ && queued_ == 0 && pendingWriteBytes() == 0;
+  }
   void closeMoved();  // the new worker owns the socket: close our descriptor, quietly
   size_t pendingWriteBytes() const {
     return closing_ ? 0
