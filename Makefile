@@ -6,7 +6,7 @@ CONFIG ?= etc/netsvr.toml
 PYTHON ?= /usr/bin/python3
 FUZZ_SECONDS ?= 60
 
-.PHONY: deps build run demo demo-screenshots test unit san-build unit-asan fuzz integration bench soak deb clean format
+.PHONY: deps build run demo demo-screenshots test unit san-build unit-asan fuzz integration bench soak reload-go deb clean format
 
 deps:
 	@bash scripts/install-deps.sh
@@ -66,6 +66,11 @@ bench: build
 soak: build
 	@ulimit -n 65536 2>/dev/null; NETSVR_BIN=$(abspath $(BUILD))/netsvr NETSVR_PROTO_PY=$(abspath $(BUILD))/proto_py \
 	  $(PYTHON) tests/soak/soak.py
+
+# The Go netsvr's own business and stress tool (../shared/anchor-go, heavy profile) against our
+# gateway with a reload every 5 s (RELOAD_EVERY): the business must see no reconnect.
+reload-go: build
+	@NETSVR_BIN=$(abspath $(BUILD))/netsvr bash scripts/reload-under-go-load.sh
 
 format:
 	@clang-format -i $$(git ls-files '*.cpp' '*.hpp')
