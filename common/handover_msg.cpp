@@ -68,10 +68,10 @@ std::string framed(Type type, const std::string& body) {
 
 std::string encodeOffer(const Offer& offer) {
   Writer w;
-  w.u32(offer.version);
+  w.u32(offer.version);  // version and link id first, in every version: a refusal names the link
+  w.u32(offer.fromLinkId);
   w.u8(offer.taskPort ? 1 : 0);
   w.u32(offer.fromSerial);
-  w.u32(offer.fromLinkId);
   w.u32(uint32_t(offer.events));
   w.u32(offer.peerIp);
   w.u16(offer.peerPort);
@@ -99,15 +99,14 @@ DecodeResult decodeType(std::string_view payload, Type& type, std::string_view& 
 
 DecodeResult decodeOffer(std::string_view body, Offer& offer) {
   Reader r(body);
-  if (!r.u32(offer.version)) return DecodeResult::Malformed;
-  // A later version may lay out the rest differently: nothing after the version is read.
+  if (!r.u32(offer.version) || !r.u32(offer.fromLinkId)) return DecodeResult::Malformed;
+  // A later version may lay out the rest differently: nothing after the link id is read.
   if (!canRead(offer.version)) return DecodeResult::UnknownVersion;
   uint8_t port;
   uint32_t events;
-  if (!r.u8(port) || port > 1 || !r.u32(offer.fromSerial) || !r.u32(offer.fromLinkId) ||
-      !r.u32(events) || !r.u32(offer.peerIp) || !r.u16(offer.peerPort) ||
-      !r.u32(offer.acceptedAt) || !r.bytes(offer.connId, kMaxConnId) ||
-      !r.bytes(offer.input, body.size()) || !r.done())
+  if (!r.u8(port) || port > 1 || !r.u32(offer.fromSerial) || !r.u32(events) ||
+      !r.u32(offer.peerIp) || !r.u16(offer.peerPort) || !r.u32(offer.acceptedAt) ||
+      !r.bytes(offer.connId, kMaxConnId) || !r.bytes(offer.input, body.size()) || !r.done())
     return DecodeResult::Malformed;
   offer.taskPort = port == 1;
   offer.events = int32_t(events);

@@ -6,8 +6,9 @@
 // The exchange, per link (old worker O, new worker N):
 //   O -> N  Offer    state + unprocessed input bytes, with the socket
 //   N -> O  Accept   N's id for the link (or Refuse, with the reason: O keeps the link)
-//   O -> N  Commit   O moved the registry entry; N starts reading (its writes wait)
-//   O -> N  Drained  every event O still had for the link is written; N may write
+//   O -> N  Commit   O moved the registry entry (N still neither reads nor writes)
+//   O -> N  Drained  every event and command O had for the link is written or applied: N
+//                    writes what it held, then reads
 //   O -> N  Abort    the link closed at O before Drained; N closes its copy
 #pragma once
 
@@ -34,6 +35,7 @@ enum class Type : uint32_t {
   Abort = 6
 };
 
+// Every version starts with the version and the link id (so that a refusal names the link).
 struct Offer {
   uint32_t version = kVersion;
   bool taskPort = false;  // else the worker port

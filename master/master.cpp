@@ -122,7 +122,7 @@ class Master {
   bool stopping_ = false;
   bool reloading_ = false;
   uint64_t reloadStartedMs_ = 0;
-  std::string previousExe_;  // the binary before a reload in progress
+  std::string previousExe_;            // the binary before a reload in progress
   std::string exeId_, previousExeId_;  // fileIdentity() of exe_ when a generation started
   // A reload's last phase: the old generation moves its business links to the new one.
   bool handingOver_ = false;
@@ -361,7 +361,9 @@ void Master::reap() {
       bool wasReady =
           (*control_)->workers[child.serial].state.load() != uint32_t(shm::WorkerState::Starting);
       retireSerial(child.serial, !clean || !stopping_);
-      if (reloading_ && child.generation == generation_ && !wasReady) {
+      // Once the old generation hands its links over, the new one serves: a failure to start
+      // is then a respawn like any other, not a reason to abort.
+      if (reloading_ && !handingOver_ && child.generation == generation_ && !wasReady) {
         abortReload("a worker of the new generation exited before it was ready (see the log)");
       } else if (!stopping_ && child.generation == generation_) {
         if (wasReady) {
@@ -532,6 +534,7 @@ void Master::handoverProgress() {
 
 void Master::abortReload(const std::string& why) {
   reloading_ = false;
+  handingOver_ = false;
   uint32_t failed = generation_;
   // New workers that run drain like an old generation would; the others never served anyone.
   for (auto& c : children_) {

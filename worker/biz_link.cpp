@@ -174,14 +174,17 @@ void BizLink::resume() {
 }
 
 void BizLink::freeze() {
-  if (frozen_ || closing_) return;
+  if (closing_) return;
+  movingOut_ = true;
+  if (frozen_) return;
   frozen_ = true;
   if (!paused_) uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp_));
   uv_timer_stop(&deadline_);
 }
 
 void BizLink::thaw() {
-  if (!frozen_ || closing_) return;
+  movingOut_ = false;
+  if (!frozen_ || closing_ || holdWrites_) return;  // still arriving: Drained starts it
   frozen_ = false;
   armDeadline();
   if (paused_) return;
@@ -205,8 +208,8 @@ handover::Offer BizLink::offer(uint32_t fromSerial) const {
 
 bool BizLink::adopt(uv_stream_t* ipcPipe, const handover::Offer& offer) {
   initHandles();
-  frozen_ = true;      // reading starts on Commit
-  holdWrites_ = true;  // writing on Drained
+  frozen_ = true;      // reading and writing start on Drained: until then the old worker may
+  holdWrites_ = true;  // take the link back, and must find every byte where it left it
   if (uv_accept(ipcPipe, reinterpret_cast<uv_stream_t*>(&tcp_)) != 0) {
     close();
     return false;
@@ -221,7 +224,7 @@ bool BizLink::adopt(uv_stream_t* ipcPipe, const handover::Offer& offer) {
 }
 
 void BizLink::startReading() {
-  if (closing_) return;
+  if (closing_ || movingOut_) return;  // moving on already: the next worker reads it
   frozen_ = false;
   armDeadline();
   if (paused_) return;
@@ -238,8 +241,7 @@ void BizLink::releaseWrites() {
 }
 
 void BizLink::closeMoved() {
-  moved_ = true;
-  close();
+  close();  // our descriptor only: no shutdown, the socket stays open in the new worker
 }
 
 void BizLink::send(std::string packet, bool isEvent) {
@@ -298,7 +300,7 @@ void BizLink::write(std::string packet) {
       link->close();
     }
     delete wr;
-    if (link->closing_ && link->openHandles_ == 0 && link->queued_ == 0) delete link;
+    link->deleteIfDone();
   });
   if (rc != 0) {
     --queued_;
@@ -317,10 +319,22 @@ void BizLink::close() {
   uv_close(reinterpret_cast<uv_handle_t*>(&sendDeadline_), onClosed);
 }
 
+// The last of: the handles' close callbacks, the queued writes, an Offer that passes our socket
+// (libuv reads the handle when it writes the Offer).
+void BizLink::deleteIfDone() {
+  if (closing_ && openHandles_ == 0 && queued_ == 0 && offersInFlight_ == 0) delete this;
+}
+
+void BizLink::offerWritten() {
+  --offersInFlight_;
+  deleteIfDone();
+}
+
 void BizLink::onClosed(uv_handle_t* handle) {
   auto* link = static_cast<BizLink*>(handle->data);
   // Pending writes are cancelled before the close callback; the last one out frees the link.
-  if (--link->openHandles_ == 0 && link->queued_ == 0) delete link;
+  --link->openHandles_;
+  link->deleteIfDone();
 }
 
 // --- BizLinks ------------------------------------------------------------------------------

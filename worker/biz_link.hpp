@@ -37,8 +37,8 @@ class BizLink {
 
   // Reload handover (worker/handover_*.cpp). The old worker freezes the link (no reading, no
   // read deadline; commands already read stay unprocessed and travel in the Offer), and thaws
-  // it if the move fails. The new worker adopts the socket with its writes held until the old
-  // one has written its last event (releaseWrites), and starts reading on Commit.
+  // it if the move fails. The new worker adopts the socket neither reading nor writing until
+  // the old one has written its last byte (Drained: releaseWrites, then startReading).
   void freeze();
   void thaw();
   bool frozen() const { return frozen_; }
@@ -51,6 +51,10 @@ class BizLink {
     return !closing_ && !holdWrites_ && queued_ == 0 && pendingWriteBytes() == 0;
   }
   void closeMoved();  // the new worker owns the socket: close our descriptor, quietly
+  // Still arriving from an older worker (its writes are held): not ready to move on.
+  bool arriving() const { return holdWrites_; }
+  void offerSent() { ++offersInFlight_; }  // the link outlives the write that passes its socket
+  void offerWritten();
   size_t pendingWriteBytes() const {
     return closing_ ? 0
                     : uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&tcp_));
@@ -74,6 +78,7 @@ class BizLink {
   static void onSendDeadline(uv_timer_t* timer);
   void armSendDeadline();
   static void onClosed(uv_handle_t* handle);
+  void deleteIfDone();
   void processPackets();
   void armDeadline();
 
@@ -87,7 +92,8 @@ class BizLink {
   bool closing_ = false;
   bool paused_ = false;
   bool frozen_ = false;
-  bool moved_ = false;
+  bool movingOut_ = false;  // frozen for a handover (which may be from here to a newer worker)
+  uint16_t offersInFlight_ = 0;
   bool holdWrites_ = false;
   std::vector<std::string> heldWrites_;  // adopted, until the old worker's last write is done
 };

@@ -248,11 +248,13 @@ void Handover::onInbound(Channel& in, Type type, std::string_view body) {
   switch (type) {
     case Type::Commit:
       it->second = true;
-      if (link) link->startReading();
       break;
-    case Type::Drained:
+    case Type::Drained:  // ours: what we held goes out first, then the business's next bytes
       in.adopted.erase(it);
-      if (link) link->releaseWrites();
+      if (link) {
+        link->releaseWrites();
+        link->startReading();
+      }
       break;
     case Type::Abort:
       in.adopted.erase(it);
@@ -263,16 +265,11 @@ void Handover::onInbound(Channel& in, Type type, std::string_view body) {
   }
 }
 
-// The old worker went away: committed links are ours (it writes nothing more), the others are
-// closed (it may have taken them back; if it died, the business reconnects).
+// The old worker went away before Drained: it takes its links back if it lives (we have read
+// nothing from them), and if it died they die with it, as in any crash. Our copies close.
 void Handover::onInboundGone(Channel& in) {
   for (auto [id, committed] : in.adopted) {
-    BizLink* link = worker_.links->find(id);
-    if (!link) continue;
-    if (committed)
-      link->releaseWrites();
-    else
-      link->close();
+    if (BizLink* link = worker_.links->find(id)) link->close();
   }
   in.adopted.clear();
   inbound_.erase(&in);

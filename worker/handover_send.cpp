@@ -58,8 +58,12 @@ Handover::Handover(Worker& worker) : worker_(worker) {
 Handover::~Handover() = default;
 
 bool Handover::moveAll(bool reportToMaster, Done done, void* arg) {
-  if (moving()) return true;  // already under way; its end is reported
   auto& info = worker_.info();
+  if (moving()) {  // already under way (a retry at exit): its end is reported if asked now
+    if (reportToMaster) info.handover = uint32_t(shm::HandoverState::Moving);
+    report_ |= reportToMaster;
+    return true;
+  }
   std::vector<BizLink*> links = worker_.links->all();
   if (links.empty()) {
     if (reportToMaster) info.handover = uint32_t(shm::HandoverState::Done);
@@ -74,8 +78,9 @@ bool Handover::moveAll(bool reportToMaster, Done done, void* arg) {
   if (targets.empty()) {  // nothing to move to: every link stays, and that is reported
     failure_ = "no worker of the new generation is running";
     for (BizLink* link : links) moves_.push_back(Move{link->id, -1, Stage::Stayed});
+    done_ = nullptr;  // the caller goes on at once (false)
     finish();
-    return true;
+    return false;
   }
   uint64_t now = uv_now(worker_.loop);
   size_t k = size_t(worker_.slot);
@@ -114,7 +119,9 @@ void Handover::tick() {
       case Stage::Quiescing:
         // A command that waits for another worker's acknowledgement must be applied before
         // the next one runs on the new worker (a business reads its own writes).
-        if (!taskLinkAwaitingAck(m.linkId)) {
+        // A link still arriving here from an older worker (overlapping reloads) moves on once
+        // it has arrived.
+        if (!taskLinkAwaitingAck(m.linkId) && !link->arriving()) {
           sendOffer(m);
         } else if (now - m.sinceMs > kQuiesceLimitMs) {
           takeBack(m, "a command of the link waited for another worker for 5 s");
@@ -138,7 +145,7 @@ void Handover::tick() {
       m.stage = Stage::Gone;
       continue;
     }
-    bool fenced = !m.registered || (m.fence != 0 && m.fence <= fenceCompleted_);
+    bool fenced = m.fence != 0 && m.fence <= fenceCompleted_;
     if (!fenced || !link->writesDone()) continue;
     auto it = channels_.find(m.target);
     if (it == channels_.end()) continue;  // gone: taken back in onChannelGone
@@ -196,18 +203,23 @@ void Handover::sendOffer(Move& m) {
   struct Write {
     uv_write_t req;
     std::string data;
+    BizLink* link;  // kept alive until libuv has read its handle (offerWritten)
   };
-  auto* write = new Write{{}, handover::encodeOffer(link->offer(uint32_t(worker_.serial)))};
+  auto* write = new Write{{}, handover::encodeOffer(link->offer(uint32_t(worker_.serial))), link};
   write->req.data = write;
   uv_buf_t buf = uv_buf_init(write->data.data(), unsigned(write->data.size()));
   int rc = uv_write2(&write->req, reinterpret_cast<uv_stream_t*>(&channel->pipe), &buf, 1,
-                     link->stream(),
-                     [](uv_write_t* req, int) { delete static_cast<Write*>(req->data); });
+                     link->stream(), [](uv_write_t* req, int) {
+                       auto* w = static_cast<Write*>(req->data);
+                       w->link->offerWritten();
+                       delete w;
+                     });
   if (rc != 0) {
     delete write;
     takeBack(m, std::string("cannot pass the socket: ") + uv_strerror(rc));
     return;
   }
+  link->offerSent();
   m.stage = Stage::Offered;
   m.sinceMs = uv_now(worker_.loop);
 }
@@ -247,13 +259,15 @@ void Handover::takeBack(Move& m, const std::string& why) {
   link->thaw();
 }
 
-// Every live worker answers on the peer link that carries its events to us: once all have,
-// every event routed to the registry entries we moved before the round began is here, and is
-// written before Drained.
+// Every live worker answers on the peer link that carries its events to us, after it has run
+// every command we forwarded to it before: once all have, every event routed to the registry
+// entries we moved before the round began is here (and written before Drained), and every
+// command of a moving task link that we forwarded is applied (commands the new worker reads
+// after Drained cannot overtake them).
 void Handover::startFence() {
   std::vector<Move*> uncovered;
   for (Move& m : moves_)
-    if (m.stage == Stage::Committed && m.registered && m.fence == 0) uncovered.push_back(&m);
+    if (m.stage == Stage::Committed && m.fence == 0) uncovered.push_back(&m);
   if (uncovered.empty()) return;
   ++fenceId_;
   for (Move* m : uncovered) m->fence = fenceId_;

@@ -48,6 +48,7 @@ TEST_CASE("an Offer survives encoding with every field, partial input included")
 TEST_CASE("an Offer of a version this binary cannot read is told apart from a malformed one") {
   Offer in;
   in.version = kVersion + 1;
+  in.fromLinkId = 77;
   std::string packet = encodeOffer(in);
   Type type;
   std::string_view body;
@@ -55,6 +56,7 @@ TEST_CASE("an Offer of a version this binary cannot read is told apart from a ma
   Offer out;
   CHECK(decodeOffer(body, out) == DecodeResult::UnknownVersion);
   CHECK(out.version == kVersion + 1);
+  CHECK(out.fromLinkId == 77);  // so that the refusal names the link
   CHECK_FALSE(canRead(0));
   CHECK(canRead(kVersion));
 }
@@ -69,7 +71,7 @@ TEST_CASE("truncated or padded Offers are malformed") {
     CHECK(decodeOffer(std::string_view(body).substr(0, n), out) == DecodeResult::Malformed);
   CHECK(decodeOffer(body + "!", out) == DecodeResult::Malformed);
   std::string badPort = body;
-  badPort[4] = 2;  // neither the worker nor the task port
+  badPort[8] = 2;  // neither the worker nor the task port
   CHECK(decodeOffer(badPort, out) == DecodeResult::Malformed);
 }
 
