@@ -17,6 +17,7 @@
 
 #include "cmd.pb.h"
 #include "common/log.hpp"
+#include "common/startup_memory.hpp"
 #include "connClose.pb.h"
 #include "connOpen.pb.h"
 #include "connOpenResp.pb.h"
@@ -56,6 +57,7 @@ const lws_protocols kProtocols[] = {
     {"netsvr", lwsCallback, 0, kRxBufferSize, 0, nullptr, kTxPacketSize},
     {nullptr, nullptr, 0, 0, 0, nullptr, 0},
 };
+
 
 void lwsLog(int level, const char* line) {
   size_t n = strlen(line);
@@ -474,6 +476,11 @@ void WsServer::sweep() {
   if (unfinished)  // one line per sweep, not one per socket: a slow-loris crowd is thousands
     LOG_INFO("closed %d sockets that did not complete the websocket handshake within %llu ms",
              unfinished, static_cast<unsigned long long>(handshakeLimitMs()));
+  if (!startupReleased_) {  // the first sweep: start-up is over
+    startupReleased_ = true;
+    size_t bytes = releaseStartupMemory(StartupRelease::LinkerTables);
+    LOG_DEBUG("start-up memory given back: %zu KiB", bytes / 1024);
+  }
   // glibc keeps the heap of mass disconnects; give it back once a few thousand have left.
   constexpr int64_t kTrimAfterClosed = 2048;
   if (peakSockets_ - sockets_ >= kTrimAfterClosed) {
