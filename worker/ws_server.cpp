@@ -33,9 +33,14 @@ namespace netsvr {
 
 namespace {
 
-// lws per-connection receive buffer, bytes (LWS-NOTES.md): it is most of an idle connection's
-// cost. Larger messages arrive in several callbacks and are reassembled.
+// lws per-connection receive buffer, bytes (LWS-NOTES.md), allocated by lws for every
+// connection at the upgrade. Larger messages arrive in several callbacks and are reassembled.
+// With wss lws parses every frame, so it gets 512 B.
 constexpr size_t kRxBufferSize = 512;
+// Without TLS our own reader parses frames (worker/ws_read.cpp) and lws reads nothing, except
+// for a connection whose descriptor could not be duplicated: 128 B still holds any control
+// frame whole (payload <= 125), and saves 384 B of every idle connection (docs/PERFORMANCE.md).
+constexpr size_t kRxBufferSizeOwnReader = 128;
 // Most bytes lws hands to one send(2). Left at 0, lws caps each send at the receive buffer size
 // (512 + 20 B) and sends the rest of a larger frame only after the next POLLOUT: two sends, four
 // epoll_ctl calls and a loop turn of latency per 1 KiB message. The kernel takes what fits in
@@ -57,7 +62,10 @@ const lws_protocols kProtocols[] = {
     {"netsvr", lwsCallback, 0, kRxBufferSize, 0, nullptr, kTxPacketSize},
     {nullptr, nullptr, 0, 0, 0, nullptr, 0},
 };
-
+const lws_protocols kProtocolsOwnReader[] = {
+    {"netsvr", lwsCallback, 0, kRxBufferSizeOwnReader, 0, nullptr, kTxPacketSize},
+    {nullptr, nullptr, 0, 0, 0, nullptr, 0},
+};
 
 void lwsLog(int level, const char* line) {
   size_t n = strlen(line);
@@ -144,7 +152,8 @@ WsServer::~WsServer() = default;
 void WsServer::start() {
   lws_set_log_level(LLL_ERR | (log::enabled(log::Level::Debug) ? LLL_WARN : 0), lwsLog);
   void* loops[] = {worker_.loop};
-  lws_context_creation_info info = foreignLoopContextInfo(loops, kProtocols, this, &context_);
+  lws_context_creation_info info =
+      foreignLoopContextInfo(loops, ownReader_ ? kProtocolsOwnReader : kProtocols, this, &context_);
   info.timeout_secs = unsigned(std::max<uint64_t>(1, handshakeMs_ / 1000));
   const auto& cfg = worker_.config.customer;
   pmd::Settings deflate;  // permessage-deflate: our extension, never lws's built-in one
