@@ -183,7 +183,8 @@ void WsServer::start() {
   uv_timer_init(worker_.loop, sweepTimer_);
   // Every second at most; sooner when the handshake timeout is shorter (it is checked here too).
   uint64_t sweepMs = std::clamp<uint64_t>(handshakeMs_ / 4, 50, 1000);
-  uv_timer_start(sweepTimer_, onSweep, sweepMs, sweepMs);
+  // The first sweep runs as the loop starts: it gives back the start-up memory at once.
+  uv_timer_start(sweepTimer_, onSweep, 0, sweepMs);
   flushCheck_ = new uv_check_t;
   flushCheck_->data = this;
   uv_check_init(worker_.loop, flushCheck_);
@@ -485,7 +486,7 @@ void WsServer::sweep() {
   if (unfinished)  // one line per sweep, not one per socket: a slow-loris crowd is thousands
     LOG_INFO("closed %d sockets that did not complete the websocket handshake within %llu ms",
              unfinished, static_cast<unsigned long long>(handshakeLimitMs()));
-  if (!startupReleased_) {  // the first sweep: start-up is over
+  if (!startupReleased_) {  // the first sweep, as the loop starts: start-up is over
     startupReleased_ = true;
     size_t bytes = releaseStartupMemory(StartupRelease::LinkerTables);
     LOG_DEBUG("start-up memory given back: %zu KiB", bytes / 1024);

@@ -47,7 +47,8 @@ def gateway_memory_kib(st: dict) -> int:
 
 def test_idle_gateway_takes_at_most_16_mib(gateway):
     """Issue 12: an idle gateway with 2 workers, shared memory counted once, within the Go
-    gateway's 16 MiB. The workers give back the linker's tables at their first sweep (1 s)."""
+    gateway's 16 MiB. The workers give back the linker's tables at their first sweep, as their
+    loop starts."""
     st = gateway.status()
     deadline = time.monotonic() + 10
     while (kib := gateway_memory_kib(st)) > 16 * 1024 and time.monotonic() < deadline:
