@@ -2,6 +2,7 @@
 // `worker`).
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 
 #include "common/config.hpp"
 #include "master/control_cli.hpp"
@@ -49,7 +50,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 1;
   }
-  if (*start) return runMaster(StartOptions{absoluteConfigPath(configPath), daemon});
+  if (*start) {
+    // The workers bind every symbol when they start: lazy binding would read the dynamic
+    // linker's tables again at each first call, after the worker gave them back
+    // (releaseStartupMemory, docs/PERFORMANCE.md "Idle memory").
+    setenv("LD_BIND_NOW", "1", 0);
+    return runMaster(StartOptions{absoluteConfigPath(configPath), daemon});
+  }
   if (*stop) return cmdStop(configPath);
   if (*reload) return cmdReload(configPath);
   if (*status) return cmdStatus(configPath, statusJson);

@@ -22,6 +22,7 @@
 #include "common/clock.hpp"
 #include "common/config.hpp"
 #include "common/log.hpp"
+#include "common/startup_memory.hpp"
 #include "master/announce.hpp"
 #include "master/check.hpp"
 #include "master/listeners.hpp"
@@ -596,6 +597,7 @@ void Master::tick() {
       close(readyFd_);
       readyFd_ = -1;
     }
+    releaseStartupMemory(StartupRelease::AllFilePages);  // from now on the master mostly waits
   }
   if (reloading_) reloadProgress();
   if (stopping_ && stopDeadlineMs_ && uv_now(&loop_) >= stopDeadlineMs_) {

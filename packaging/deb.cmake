@@ -12,8 +12,9 @@ set(CPACK_DEBIAN_PACKAGE_DESCRIPTION
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)  # netsvr_<version>_<arch>.deb
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-# useradd in postinst; the libuv event loop of lws, a plugin it loads (dpkg-shlibdeps cannot see)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd, libwebsockets-evlib-uv")
+# useradd in postinst; the libuv event loop of lws, a plugin it loads, and libcurl, which
+# worker/curl_dl.cpp loads for the HTTP callbacks (dpkg-shlibdeps sees neither)
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd, libwebsockets-evlib-uv, libcurl4 (>= ${CURL_VERSION_STRING})")
 set(CPACK_STRIP_FILES ON)
 # Install with the prefix /usr under DESTDIR, so that install_config.cmake sees /usr and puts
 # the config in /etc/netsvr.

@@ -3,6 +3,9 @@
 #
 #   make bench             quick mode: a few thousand connections, about 1-2 minutes
 #   BENCH=full make bench  full mode: 50,000 connections with 2 KiB sessions, ~100k msgs/s group chat
+#   NETSVR_GO_BIN=/path/to/go/netsvr make bench
+#                          side by side: every scenario also runs against the Go netsvr, after ours,
+#                          and the report shows both columns and the ratio C++ / Go
 #
 # Builds nothing itself (the Makefile builds first); uses $BUILD (default build/). Starts its own
 # gateways on free ports with generated configs, so a running development gateway is not
@@ -36,5 +39,12 @@ done
 if [ -n "${MAKELEVEL:-}" ]; then CMD="make bench"; else CMD="scripts/bench.sh"; fi
 [ "$BUILD_DIR" != build ] && CMD="BUILD=$BUILD_DIR $CMD"
 [ "$MODE" = full ] && CMD="BENCH=full $CMD"
+if [ -n "${NETSVR_GO_BIN:-}" ]; then
+  if [ ! -x "$NETSVR_GO_BIN" ]; then
+    echo "bench: NETSVR_GO_BIN=$NETSVR_GO_BIN is not an executable file" >&2
+    exit 2
+  fi
+  CMD="NETSVR_GO_BIN=$NETSVR_GO_BIN $CMD"
+fi
 
 exec "$PYTHON" tests/stress/bench.py --mode "$MODE" --build "$BUILD_DIR" --command "$CMD"

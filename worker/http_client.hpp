@@ -81,6 +81,7 @@ class HttpClient {
   void closeSocket(Socket* sock);
   void fail(uint64_t id, std::string error);
   void destroyRequest(Request& r);
+  void initMulti();
 
   uv_loop_t* loop_;
   void* multi_ = nullptr;             // CURLM*; void* keeps <curl/curl.h> out of this header
@@ -91,6 +92,7 @@ class HttpClient {
   std::unordered_set<Socket*> sockets_;  // polled sockets, to close them on shutdown
   uint64_t nextId_ = 1;
   bool shutdown_ = false;
+  bool multiTried_ = false;
 };
 
 // The error text of a failed OnOpen call, as the gateway closes the client with it: non-200

@@ -17,6 +17,7 @@
 
 #include "cmd.pb.h"
 #include "common/log.hpp"
+#include "common/startup_memory.hpp"
 #include "connClose.pb.h"
 #include "connOpen.pb.h"
 #include "connOpenResp.pb.h"
@@ -32,9 +33,14 @@ namespace netsvr {
 
 namespace {
 
-// lws per-connection receive buffer, bytes (LWS-NOTES.md): it is most of an idle connection's
-// cost. Larger messages arrive in several callbacks and are reassembled.
+// lws per-connection receive buffer, bytes (LWS-NOTES.md), allocated by lws for every
+// connection at the upgrade. Larger messages arrive in several callbacks and are reassembled.
+// With wss lws parses every frame, so it gets 512 B.
 constexpr size_t kRxBufferSize = 512;
+// Without TLS our own reader parses frames (worker/ws_read.cpp) and lws reads nothing, except
+// for a connection whose descriptor could not be duplicated: 128 B still holds any control
+// frame whole (payload <= 125), and saves 384 B of every idle connection (docs/PERFORMANCE.md).
+constexpr size_t kRxBufferSizeOwnReader = 128;
 // Most bytes lws hands to one send(2). Left at 0, lws caps each send at the receive buffer size
 // (512 + 20 B) and sends the rest of a larger frame only after the next POLLOUT: two sends, four
 // epoll_ctl calls and a loop turn of latency per 1 KiB message. The kernel takes what fits in
@@ -54,6 +60,10 @@ int lwsCallback(lws* wsi, lws_callback_reasons reason, void* /*user*/, void* in,
 
 const lws_protocols kProtocols[] = {
     {"netsvr", lwsCallback, 0, kRxBufferSize, 0, nullptr, kTxPacketSize},
+    {nullptr, nullptr, 0, 0, 0, nullptr, 0},
+};
+const lws_protocols kProtocolsOwnReader[] = {
+    {"netsvr", lwsCallback, 0, kRxBufferSizeOwnReader, 0, nullptr, kTxPacketSize},
     {nullptr, nullptr, 0, 0, 0, nullptr, 0},
 };
 
@@ -142,7 +152,8 @@ WsServer::~WsServer() = default;
 void WsServer::start() {
   lws_set_log_level(LLL_ERR | (log::enabled(log::Level::Debug) ? LLL_WARN : 0), lwsLog);
   void* loops[] = {worker_.loop};
-  lws_context_creation_info info = foreignLoopContextInfo(loops, kProtocols, this, &context_);
+  lws_context_creation_info info =
+      foreignLoopContextInfo(loops, ownReader_ ? kProtocolsOwnReader : kProtocols, this, &context_);
   info.timeout_secs = unsigned(std::max<uint64_t>(1, handshakeMs_ / 1000));
   const auto& cfg = worker_.config.customer;
   pmd::Settings deflate;  // permessage-deflate: our extension, never lws's built-in one
@@ -172,7 +183,8 @@ void WsServer::start() {
   uv_timer_init(worker_.loop, sweepTimer_);
   // Every second at most; sooner when the handshake timeout is shorter (it is checked here too).
   uint64_t sweepMs = std::clamp<uint64_t>(handshakeMs_ / 4, 50, 1000);
-  uv_timer_start(sweepTimer_, onSweep, sweepMs, sweepMs);
+  // The first sweep runs as the loop starts: it gives back the start-up memory at once.
+  uv_timer_start(sweepTimer_, onSweep, 0, sweepMs);
   flushCheck_ = new uv_check_t;
   flushCheck_->data = this;
   uv_check_init(worker_.loop, flushCheck_);
@@ -474,6 +486,11 @@ void WsServer::sweep() {
   if (unfinished)  // one line per sweep, not one per socket: a slow-loris crowd is thousands
     LOG_INFO("closed %d sockets that did not complete the websocket handshake within %llu ms",
              unfinished, static_cast<unsigned long long>(handshakeLimitMs()));
+  if (!startupReleased_) {  // the first sweep, as the loop starts: start-up is over
+    startupReleased_ = true;
+    size_t bytes = releaseStartupMemory(StartupRelease::LinkerTables);
+    LOG_DEBUG("start-up memory given back: %zu KiB", bytes / 1024);
+  }
   // glibc keeps the heap of mass disconnects; give it back once a few thousand have left.
   constexpr int64_t kTrimAfterClosed = 2048;
   if (peakSockets_ - sockets_ >= kTrimAfterClosed) {

@@ -192,8 +192,9 @@ class WsServer {
   std::vector<Conn*> dirty_;  // connections with frames to write at the end of this iteration
   bool batchWrites_ = true;
   Conn* head_ = nullptr;
-  int64_t sockets_ = 0;      // accepted TCP connections still open (Go's online count)
-  int64_t peakSockets_ = 0;  // since the last malloc_trim
+  int64_t sockets_ = 0;           // accepted TCP connections still open (Go's online count)
+  int64_t peakSockets_ = 0;       // since the last malloc_trim
+  bool startupReleased_ = false;  // releaseStartupMemory() ran (the first sweep, at once)
   void (*stopDone_)(void*) = nullptr;
   void* stopArg_ = nullptr;
   uint32_t heartbeatSeconds_ = 120;

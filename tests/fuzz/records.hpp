@@ -9,11 +9,23 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "cmd.pb.h"
 #include "common/packet.hpp"
 
 namespace netsvr::fuzz {
+
+// Every value of the Cmd enum (the lite runtime has no descriptors to list them).
+inline const std::vector<uint32_t>& knownCmds() {
+  static const std::vector<uint32_t> values = [] {
+    std::vector<uint32_t> v;
+    for (int c = netsvr::cmd::Cmd_MIN; c <= netsvr::cmd::Cmd_MAX; ++c)
+      if (netsvr::cmd::Cmd_IsValid(c)) v.push_back(uint32_t(c));
+    return v;
+  }();
+  return values;
+}
 
 class Records {
  public:
@@ -30,8 +42,8 @@ class Records {
       cmd = readBe32(reinterpret_cast<const char*>(data_ + at_));
       at_ += 4;
     } else {
-      const auto* values = netsvr::cmd::Cmd_descriptor();
-      cmd = uint32_t(values->value(selector % values->value_count())->number());
+      const auto& values = knownCmds();
+      cmd = values[selector % values.size()];
     }
     length = std::min(length, size_ - at_);
     payload_.resize(kCmdSize);

@@ -378,13 +378,15 @@ class Gateway:
         out, err = p.communicate()
         return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
-    def start(self, wait: bool = True, timeout: float = 10.0) -> "Gateway":
+    def start(self, wait: bool = True, timeout: float = 10.0, env: Optional[dict] = None) -> "Gateway":
+        """`env`: variables added to the master's environment."""
         assert self.proc is None, "already started"
         self._log_fh = open(self.log_path, "ab")
         self.proc = subprocess.Popen([self.binary, "start", "-c", str(self.config_path)],
                                      stdin=subprocess.DEVNULL, stdout=self._log_fh,
                                      stderr=subprocess.STDOUT, cwd=self.dir,
-                                     start_new_session=True)
+                                     start_new_session=True,
+                                     env={**os.environ, **env} if env else None)
         self.known_pids.add(self.proc.pid)
         if wait:
             self.wait_ready(timeout)

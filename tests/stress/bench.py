@@ -15,6 +15,10 @@ Scenarios (sizes per mode in MODES):
              each (100 B) and a 1 KiB Broadcast 10 times a second -> CPU per delivered message
   workers    the same TopicPublish load against Workers=1, Workers=2 and Workers=2 without write
              batching (NETSVR_WRITE_BATCHING=0), below and above what the machine delivers
+
+Side by side (--go-bin, or NETSVR_GO_BIN in scripts/bench.sh): every scenario then runs against
+the Go netsvr too, after ours, one gateway at a time on the same machine, and the report shows
+both columns and the ratio C++ / Go (the workers table gets the Go gateway's rows).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stresslib as sl  # noqa: E402
@@ -76,8 +81,11 @@ def log(msg: str) -> None:
 
 
 class Bench:
-    def __init__(self, mode: str, build: Path, workdir: Path, command: str, repo: Path):
+    def __init__(self, mode: str, build: Path, workdir: Path, command: str, repo: Path,
+                 go_bin: Optional[str] = None):
         self.mode = mode
+        self.go_bin = go_bin
+        self.go_results: Optional[dict] = None
         self.p = dict(MODES[mode])
         self.gw_bin = str(build / "netsvr")
         self.loadgen = str(build / "netsvr-loadgen")
@@ -88,12 +96,14 @@ class Bench:
         self.results: dict = {"mode": mode, "params": self.p}
         self.notes: list[str] = []
         self.close_drops: list[str] = []
+        self.prefix = ""  # "go-" while the Go netsvr runs: its logs and notes
 
     # ---- one scenario ---------------------------------------------------------------------
     def run_pair(self, gw: sl.Gateway, name: str, scenario: str, conns: int, biz_args: list[str],
                  lg_args: list[str], on_hold=None) -> dict:
         """bizsim + loadgen; CPU of the gateway sampled from 'publishing start' to 'all end
         markers received'. on_hold(gw) runs when loadgen holds its idle connections."""
+        name = self.prefix + name
         d = self.work / name
         d.mkdir(parents=True, exist_ok=True)
         cpu: dict = {}
@@ -150,6 +160,19 @@ class Bench:
             self.notes.append(f"{name}: loadgen reported a failure (see {d}/loadgen.log)")
         return out
 
+    @staticmethod
+    def settled_memory(gw) -> dict:
+        """gw.memory() once two readings 100 ms apart agree (at most 3 s): the processes give back
+        their start-up memory as they begin to serve."""
+        last, deadline = gw.memory(), time.monotonic() + 3
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = gw.memory()
+            if now["total_kib"] == last["total_kib"]:
+                break
+            last = now
+        return last
+
     def hold_probe(self, gw: sl.Gateway) -> dict:
         time.sleep(0.5)  # let the last logins settle
         return {"clients": gw.clients(), "mem": gw.memory()}
@@ -185,20 +208,40 @@ class Bench:
         with open("/proc/loadavg") as f:
             self.results["loadavg_before"] = f.read().split()[0]
         machine0, own0 = self.machine_cpu_s(), self.own_cpu_s()
+        self.check_limits()
         try:
-            self._run()
+            self._run(self.results, self.make_gateway)
+            if self.go_bin:
+                log(f"the same scenarios against the Go netsvr ({self.go_bin})")
+                self.go_results = {"mode": self.mode, "params": self.p, "nofile": self.results["nofile"]}
+                self._run(self.go_results, self.make_go_gateway)
         finally:
-            wall = self.results.get("total_s") or 1
+            wall = (self.results.get("total_s") or 0) + ((self.go_results or {}).get("total_s") or 0) or 1
             procs, irq, steal = (b - a for a, b in zip(machine0, self.machine_cpu_s()))
             capacity = wall * (os.cpu_count() or 1)
             self.results["other_cpu_share"] = max(0.0, procs - (self.own_cpu_s() - own0)) / capacity
             self.results["irq_cpu_share"] = irq / capacity
             self.results["steal_cpu_share"] = steal / capacity
             (self.work / "results.json").write_text(json.dumps(self.results, indent=2))
+            if self.go_results is not None:
+                (self.work / "results-go.json").write_text(json.dumps(self.go_results, indent=2))
 
-    def _run(self) -> None:
-        self.check_limits()
+    def make_gateway(self, name: str, workers: int, env: Optional[dict] = None) -> sl.Gateway:
+        return sl.Gateway(self.gw_bin, self.work / name, workers=workers, env=env)
+
+    def make_go_gateway(self, name: str, workers: int, env: Optional[dict] = None) -> sl.GoGateway:
+        return sl.GoGateway(self.go_bin, self.work / f"go-{name}", env=env)
+
+    def _run(self, results: dict, make) -> None:
+        """Every scenario on gateways made by make(name, workers, env), results into `results`.
+        The Go gateway is one process: its workers table has one row per load."""
+        go = make == self.make_go_gateway
+        self.prefix = "go-" if go else ""
         p, n = self.p, self.p["conns"]
+        if go and results["nofile"] < n + 256:
+            self.notes.append(f"Go netsvr: one process holds all {n} connections, more than the open-files "
+                              f"limit {results['nofile']} allows: its figures for them are incomplete")
+            log(self.notes[-1])
         t_start = time.monotonic()
         idle_lg = ["--duration", str(p["hold"]), "--login-wait", "60", "--quiet"]
         # no client heartbeats: they would be read inside the CPU windows but are no delivered
@@ -206,32 +249,32 @@ class Bench:
         common_lg = ["--duration", "120", "--quiet", "--heartbeat", "0"]
         # Memory is measured on fresh gateways (freed memory stays in the allocator and would be
         # reused by a later run on the same gateway).
-        gw = sl.Gateway(self.gw_bin, self.work / "gw-idle", workers=self.workers)
+        gw = make("gw-idle", self.workers)
         gw.start()
-        self.results["gateway_start_memory"] = gw.memory()
+        results["gateway_start_memory"] = self.settled_memory(gw)
         try:
-            self.results["idle"] = self.run_pair(gw, "idle", "idle", n, ["--session-bytes", "0"], idle_lg,
+            results["idle"] = self.run_pair(gw, "idle", "idle", n, ["--session-bytes", "0"], idle_lg,
                                                  on_hold=self.hold_probe)
             # the same again: memory that is kept but reused (allocator) vs. memory that leaks
-            self.results["idle_repeat"] = self.run_pair(gw, "idle-repeat", "idle", n, ["--session-bytes", "0"],
+            results["idle_repeat"] = self.run_pair(gw, "idle-repeat", "idle", n, ["--session-bytes", "0"],
                                                         idle_lg, on_hold=self.hold_probe)
         finally:
             gw.stop()
-        gw = sl.Gateway(self.gw_bin, self.work / "gw-main", workers=self.workers)
+        gw = make("gw-main", self.workers)
         gw.start()
         try:
-            self.results["idle_session"] = self.run_pair(
+            results["idle_session"] = self.run_pair(
                 gw, "idle-session", "idle", n, ["--session-bytes", str(p["session"])], idle_lg,
                 on_hold=self.hold_probe)
-            self.results["groupchat"] = self.run_pair(
+            results["groupchat"] = self.run_pair(
                 gw, "groupchat", "groupchat", n,
                 ["--groups", str(p["gc_groups"]), "--rate", str(p["gc_rate"]), "--size", str(p["gc_size"]),
                  "--duration", str(p["gc_duration"]), "--session-bytes", str(p["session"])], common_lg)
-            self.results["broadcast"] = self.run_pair(
+            results["broadcast"] = self.run_pair(
                 gw, "broadcast", "broadcast", n,
                 ["--rate", str(p["bc_rate"]), "--duration", str(p["bc_duration"]), "--session-bytes",
                  str(p["session"])], common_lg)
-            self.results["singlecast"] = self.run_pair(
+            results["singlecast"] = self.run_pair(
                 gw, "singlecast", "singlecast", n,
                 ["--rate", str(p["sc_rate"]), "--duration", str(p["sc_duration"]), "--session-bytes",
                  str(p["session"])], common_lg)
@@ -239,19 +282,19 @@ class Bench:
             gw.stop()
         small = p.get("gc_small")
         if small:
-            gw = sl.Gateway(self.gw_bin, self.work / "gw-gc-small", workers=2)
+            gw = make("gw-gc-small", 2)
             gw.start()
             try:
-                self.results["gc_small"] = self.run_pair(
+                results["gc_small"] = self.run_pair(
                     gw, "groupchat-small", "groupchat", small["conns"],
                     ["--groups", str(small["groups"]), "--rate", str(small["rate"]), "--size", str(p["gc_size"]),
                      "--duration", str(small["duration"]), "--session-bytes", str(p["session"])], common_lg)
             finally:
                 gw.stop()
-        gw = sl.Gateway(self.gw_bin, self.work / "gw-mix", workers=MIX["workers"])
+        gw = make("gw-mix", MIX["workers"])
         gw.start()
         try:
-            self.results["mix"] = self.run_pair(
+            results["mix"] = self.run_pair(
                 gw, "mix", "mix", MIX["conns"],
                 ["--groups", str(MIX["groups"]), "--group-size", str(MIX["group_size"]),
                  "--rate", str(MIX["rate"]), "--size", str(MIX["size"]),
@@ -261,26 +304,52 @@ class Bench:
             gw.stop()
         # The same TopicPublish load on Workers = 1, 2, and 2 without write batching: below and
         # above what the machine delivers.
-        self.results["workers"] = {}
+        results["workers"] = {}
         for load in ("fixed", "over"):
             for workers, batching in CMP_VARIANTS:
                 tag = f"{load}-{workers}{'' if batching else '-nobatch'}"
-                g = sl.Gateway(self.gw_bin, self.work / f"cmp-{tag}", workers=workers,
-                               env=None if batching else {"NETSVR_WRITE_BATCHING": "0"})
+                if go and (workers, batching) != CMP_VARIANTS[0]:
+                    continue  # one Go process: one row per load
+                if go:
+                    tag = f"{load}-go"
+                g = make(f"cmp-{tag}", workers, None if batching else {"NETSVR_WRITE_BATCHING": "0"})
                 g.start()
                 try:
-                    self.results["workers"][tag] = self.run_pair(
+                    results["workers"][tag] = self.run_pair(
                         g, f"cmp-{tag}", "groupchat", p["cmp_conns"],
                         ["--groups", str(p["cmp_groups"]), "--rate", str(p[f"cmp_rate_{load}"]),
                          "--size", str(p["gc_size"]), "--duration", str(p[f"cmp_duration_{load}"]),
                          "--session-bytes", "0"], common_lg)
                 finally:
                     g.stop()
-        self.results["total_s"] = time.monotonic() - t_start
+        results["total_s"] = time.monotonic() - t_start
 
     # ---- report ---------------------------------------------------------------------------
-    def small_rows(self, cpu_cell, lat) -> list[tuple[str, str]]:
-        res, small = self.results.get("gc_small"), self.p.get("gc_small")
+    # A figure is (label, text, number): `number` is what the C++ / Go ratio compares (None: no
+    # ratio for that row).
+
+    def per_m(self, res, key):
+        # per delivered frame: data messages and the end markers (one per client), both inside
+        # the CPU window
+        c, lg = res.get("cpu"), res["loadgen"]
+        rx = lg["received"] + lg.get("end_markers", 0)
+        if key == "tools":
+            return (c["tools_user_s"] + c["tools_sys_s"]) / rx * 1e6 if c and rx else float("nan")
+        if key == "total":
+            return (c["user_s"] + c["sys_s"]) / rx * 1e6 if c and rx else float("nan")
+        return c[key] / rx * 1e6 if c and rx else float("nan")
+
+    def cpu_cell(self, res):
+        return (f"{self.per_m(res, 'user_s'):.2f} / {self.per_m(res, 'sys_s'):.2f} "
+                f"(load tools {self.per_m(res, 'tools'):.2f})")
+
+    @staticmethod
+    def lat(res):
+        l_ = res["loadgen"]["latency_ms"]
+        return f"{l_['p50']:.2f} / {l_['p99']:.2f} / {l_['max']:.1f} ms"
+
+    def small_rows(self, r) -> list[tuple[str, str, Optional[float]]]:
+        res, small = r.get("gc_small"), self.p.get("gc_small")
         if not res or not small:
             return []
         lg = res["loadgen"]
@@ -289,71 +358,15 @@ class Bench:
         offer = small["groups"] * small["rate"] * (small["conns"] // small["groups"])
         return [
             (f"{what}: delivered msgs/s (offered); delivered / expected / lost",
-             f"{lg['msgs_per_s']:,.0f} ({offer:,}); {lg['received']:,} / {lg['expected']:,} / {lg['lost']}"),
+             f"{lg['msgs_per_s']:,.0f} ({offer:,}); {lg['received']:,} / {lg['expected']:,} / {lg['lost']}",
+             lg["msgs_per_s"]),
             (f"{what}: gateway CPU s per 1M delivered msgs, user / system (load tools' total); latency p50 / p99 / max",
-             f"{cpu_cell(res)}; {lat(res)}"),
+             f"{self.cpu_cell(res)}; {self.lat(res)}", self.per_m(res, "total")),
         ]
 
-    def mix_section(self, per_m) -> list[str]:
-        res = self.results.get("mix")
-        if not res:
-            return []
-        lg = res["loadgen"]
-        rx = lg["received"]
-        user, sys_ = per_m(res, "user_s"), per_m(res, "sys_s")
-        group_rate = MIX["groups"] * MIX["rate"] * MIX["group_size"]
-        bc_rate = MIX["bc_rate"] * MIX["conns"]
-        total = user + sys_
-        verdict = "met" if total <= MIX_TARGET_US else "missed"
-        return [
-            "", f"Mix (netsvr's CPU comparison): {MIX['conns']:,} clients on Workers = {MIX['workers']}; "
-                f"{MIX['groups']} groups of {MIX['group_size']} publishing {MIX['rate']} msg/s each "
-                f"({MIX['size']} B) and a {MIX['bc_size']} B Broadcast {MIX['bc_rate']} times a second, "
-                f"for {self.p['mix_duration']} s; offered {group_rate:,} + {bc_rate:,} = "
-                f"{group_rate + bc_rate:,} delivered msgs/s.", "",
-            "| Figure | Value |", "|---|---|",
-            f"| Mix: delivered msgs/s; delivered / expected / lost | {lg['msgs_per_s']:,.0f}; "
-            f"{rx:,} / {lg['expected']:,} / {lg['lost']} |",
-            f"| Mix: gateway CPU µs per delivered message, user / system / total (target ≤ {MIX_TARGET_US:g}; "
-            f"Go netsvr ~20) | {user:.2f} / {sys_:.2f} / **{total:.2f}** ({verdict}) |",
-            f"| Mix: latency p50 / p99 / max | {lg['latency_ms']['p50']:.2f} / {lg['latency_ms']['p99']:.2f} / "
-            f"{lg['latency_ms']['max']:.1f} ms |",
-            f"| Mix: load tools' CPU µs per delivered message (loadgen + bizsim, same window) | "
-            f"{per_m(res, 'tools'):.2f} |",
-        ]
-
-    def machine(self) -> str:
-        cpu = "unknown"
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-        with open("/proc/meminfo") as f:
-            total = int(f.readline().split()[1])
-        return (f"{os.cpu_count()} CPUs (`nproc` = {len(os.sched_getaffinity(0))}), {cpu}, "
-                f"{total / 1024 / 1024:.1f} GiB RAM, Linux {platform.release()}")
-
-    def section(self) -> str:
-        r, p = self.results, self.p
+    def main_rows(self, r) -> list[tuple[str, str, Optional[float]]]:
+        p = self.p
         n = p["conns"]
-
-        def per_m(res, key):
-            # per delivered frame: data messages and the end markers (one per client), both
-            # inside the CPU window
-            c, lg = res.get("cpu"), res["loadgen"]
-            rx = lg["received"] + lg.get("end_markers", 0)
-            if key == "tools":
-                return (c["tools_user_s"] + c["tools_sys_s"]) / rx * 1e6 if c and rx else float("nan")
-            return c[key] / rx * 1e6 if c and rx else float("nan")
-
-        def cpu_cell(res):
-            return (f"{per_m(res, 'user_s'):.2f} / {per_m(res, 'sys_s'):.2f} "
-                    f"(load tools {per_m(res, 'tools'):.2f})")
-
-        def lat(res):
-            l_ = res["loadgen"]["latency_ms"]
-            return f"{l_['p50']:.2f} / {l_['p99']:.2f} / {l_['max']:.1f} ms"
 
         def mem_per_conn(res):
             held = res.get("held") or {}
@@ -370,59 +383,121 @@ class Bench:
         gc, bc, sc = r["groupchat"], r["broadcast"], r["singlecast"]
         gc_offer = p["gc_groups"] * p["gc_rate"] * (n // p["gc_groups"])
         open_s = r["idle"]["loadgen"]["time_to_open_all_s"]
+        start_mem = r["gateway_start_memory"]
+        bc_p50 = bc["loadgen"]["fanout_ms"]["p50"]
+        return [
+            ("Connections held (gateway `status`, idle runs)", f"{held_idle} / {n}; {held_sess} / {n}", None),
+            (f"Time to open {n} connections (no rate limit, at most 256 handshakes in flight per loadgen process)",
+             f"{open_s:.2f} s ({n / open_s:,.0f} connections/s)" if open_s > 0 else "n/a", open_s),
+            ("Gateway memory per connection, logged in (customerId), no session; of which shared memory",
+             f"{idle_kib:.2f} KiB; {shm_per_conn(r['idle']):.2f} KiB", idle_kib),
+            (f"Gateway memory per connection, logged in, {p['session']} B session; of which shared memory",
+             f"{sess_kib:.2f} KiB; {shm_per_conn(r['idle_session']):.2f} KiB", sess_kib),
+            ("Gateway memory, idle gateway before the runs (RSS private + shm)",
+             f"{start_mem['total_kib'] / 1024:.1f} MiB (shm {start_mem['shm_kib'] / 1024:.1f} MiB)",
+             start_mem["total_kib"]),
+            ("Memory kept after all clients closed (idle run, vs. before it): private; shared",
+             f"{(r['idle']['mem_after']['private_kib'] - r['idle']['mem_base']['private_kib']) / 1024:+.1f} MiB; "
+             f"{(r['idle']['mem_after']['shm_kib'] - r['idle']['mem_base']['shm_kib']) / 1024:+.1f} MiB", None),
+            ("Leak check: the same idle run again on that gateway, memory after it vs. after the first",
+             f"{(r['idle_repeat']['mem_after']['total_kib'] - r['idle']['mem_after']['total_kib']) / 1024:+.1f} MiB "
+             f"(held {r['idle_repeat']['held']['clients'] if r['idle_repeat'].get('held') else '?'})", None),
+            (f"Group chat: {p['gc_groups']} groups of {n // p['gc_groups']}, {p['gc_rate']} msg/s per group, "
+             f"{p['gc_size']} B: delivered msgs/s (offered)",
+             f"{gc['loadgen']['msgs_per_s']:,.0f} ({gc_offer:,})", gc["loadgen"]["msgs_per_s"]),
+            ("Group chat: gateway CPU s per 1M delivered msgs, user / system (load tools' total)",
+             self.cpu_cell(gc), self.per_m(gc, "total")),
+            ("Group chat: latency p50 / p99 / max", self.lat(gc), gc["loadgen"]["latency_ms"]["p99"]),
+            ("Group chat: delivered / expected / lost",
+             f"{gc['loadgen']['received']:,} / {gc['loadgen']['expected']:,} / {gc['loadgen']['lost']}", None),
+            *self.small_rows(r),
+            (f"Broadcast to all {n}: time for one broadcast to reach every client, p50 / max",
+             f"{bc_p50:.1f} / {bc['loadgen']['fanout_ms']['max']:.1f} ms "
+             f"({bc['loadgen']['fanout_ms']['messages']} broadcasts)", bc_p50),
+            ("Broadcast: fan-out rate (clients / median fan-out time); gateway CPU s per 1M frames, user / system (load tools' total)",
+             f"{n / max(bc_p50 / 1000, 1e-9):,.0f} msgs/s; {self.cpu_cell(bc)}", self.per_m(bc, "total")),
+            (f"Single-cast, {p['sc_rate']:,} msgs/s round robin: delivered msgs/s; latency p50 / p99 / max",
+             f"{sc['loadgen']['msgs_per_s']:,.0f}; {self.lat(sc)}", sc["loadgen"]["latency_ms"]["p99"]),
+            ("Single-cast: gateway CPU s per 1M msgs, user / system (load tools' total)", self.cpu_cell(sc),
+             self.per_m(sc, "total")),
+        ]
+
+    def mix_rows(self, r) -> list[tuple[str, str, Optional[float]]]:
+        res = r.get("mix")
+        if not res:
+            return []
+        lg = res["loadgen"]
+        rx = lg["received"]
+        user, sys_ = self.per_m(res, "user_s"), self.per_m(res, "sys_s")
+        total = user + sys_
+        verdict = "met" if total <= MIX_TARGET_US else "missed"
+        return [
+            ("Mix: delivered msgs/s; delivered / expected / lost",
+             f"{lg['msgs_per_s']:,.0f}; {rx:,} / {lg['expected']:,} / {lg['lost']}", lg["msgs_per_s"]),
+            (f"Mix: gateway CPU µs per delivered message, user / system / total (target ≤ {MIX_TARGET_US:g}; "
+             f"Go netsvr ~20)", f"{user:.2f} / {sys_:.2f} / **{total:.2f}** ({verdict})", total),
+            ("Mix: latency p50 / p99 / max", f"{lg['latency_ms']['p50']:.2f} / {lg['latency_ms']['p99']:.2f} / "
+             f"{lg['latency_ms']['max']:.1f} ms", lg["latency_ms"]["p99"]),
+            ("Mix: load tools' CPU µs per delivered message (loadgen + bizsim, same window)",
+             f"{self.per_m(res, 'tools'):.2f}", None),
+        ]
+
+    def table(self, ours, go) -> list[str]:
+        """One value column, or with the Go results: C++, Go and the ratio of the figures marked
+        for it (`number`; latency rows compare p99)."""
+        if go is None:
+            return ["| Figure | Value |", "|---|---|"] + [f"| {a} | {b} |" for a, b, _ in ours]
+        out = ["| Figure | netsvr (C++) | Go netsvr | C++ / Go |", "|---|---|---|---|"]
+        for (a, b, x), (_, gb, gx) in zip(ours, go):
+            ratio = f"{x / gx:.2f}" if x is not None and gx and not math.isnan(x) and not math.isnan(gx) else ""
+            out.append(f"| {a} | {b} | {gb} | {ratio} |")
+        return out
+
+    def machine(self) -> str:
+        cpu = "unknown"
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            total = int(f.readline().split()[1])
+        return (f"{os.cpu_count()} CPUs (`nproc` = {len(os.sched_getaffinity(0))}), {cpu}, "
+                f"{total / 1024 / 1024:.1f} GiB RAM, Linux {platform.release()}")
+
+    def section(self) -> str:
+        r, p, g = self.results, self.p, self.go_results
         try:
             commit = subprocess.run(["git", "-C", str(self.repo), "describe", "--always", "--dirty"],
                                     capture_output=True, text=True).stdout.strip()
         except OSError:
             commit = "?"
-        rows = [
-            ("Connections held (gateway `status`, idle runs)", f"{held_idle} / {n}; {held_sess} / {n}"),
-            (f"Time to open {n} connections (no rate limit, at most 256 handshakes in flight per loadgen process)",
-             f"{open_s:.2f} s ({n / open_s:,.0f} connections/s)" if open_s > 0 else "n/a"),
-            ("Gateway memory per connection, logged in (customerId), no session; of which shared memory",
-             f"{idle_kib:.2f} KiB; {shm_per_conn(r['idle']):.2f} KiB"),
-            (f"Gateway memory per connection, logged in, {p['session']} B session; of which shared memory",
-             f"{sess_kib:.2f} KiB; {shm_per_conn(r['idle_session']):.2f} KiB"),
-            ("Gateway memory, idle gateway before the runs (RSS private + shm)",
-             f"{r['gateway_start_memory']['total_kib'] / 1024:.1f} MiB "
-             f"(shm {r['gateway_start_memory']['shm_kib'] / 1024:.1f} MiB)"),
-            ("Memory kept after all clients closed (idle run, vs. before it): private; shared",
-             f"{(r['idle']['mem_after']['private_kib'] - r['idle']['mem_base']['private_kib']) / 1024:+.1f} MiB; "
-             f"{(r['idle']['mem_after']['shm_kib'] - r['idle']['mem_base']['shm_kib']) / 1024:+.1f} MiB"),
-            ("Leak check: the same idle run again on that gateway, memory after it vs. after the first",
-             f"{(r['idle_repeat']['mem_after']['total_kib'] - r['idle']['mem_after']['total_kib']) / 1024:+.1f} MiB "
-             f"(held {r['idle_repeat']['held']['clients'] if r['idle_repeat'].get('held') else '?'})"),
-            (f"Group chat: {p['gc_groups']} groups of {n // p['gc_groups']}, {p['gc_rate']} msg/s per group, "
-             f"{p['gc_size']} B: delivered msgs/s (offered)",
-             f"{gc['loadgen']['msgs_per_s']:,.0f} ({gc_offer:,})"),
-            ("Group chat: gateway CPU s per 1M delivered msgs, user / system (load tools' total)", cpu_cell(gc)),
-            ("Group chat: latency p50 / p99 / max", lat(gc)),
-            ("Group chat: delivered / expected / lost",
-             f"{gc['loadgen']['received']:,} / {gc['loadgen']['expected']:,} / {gc['loadgen']['lost']}"),
-            *self.small_rows(cpu_cell, lat),
-            (f"Broadcast to all {n}: time for one broadcast to reach every client, p50 / max",
-             f"{bc['loadgen']['fanout_ms']['p50']:.1f} / {bc['loadgen']['fanout_ms']['max']:.1f} ms "
-             f"({bc['loadgen']['fanout_ms']['messages']} broadcasts)"),
-            ("Broadcast: fan-out rate (clients / median fan-out time); gateway CPU s per 1M frames, user / system (load tools' total)",
-             f"{n / max(bc['loadgen']['fanout_ms']['p50'] / 1000, 1e-9):,.0f} msgs/s; {cpu_cell(bc)}"),
-            (f"Single-cast, {p['sc_rate']:,} msgs/s round robin: delivered msgs/s; latency p50 / p99 / max",
-             f"{sc['loadgen']['msgs_per_s']:,.0f}; {lat(sc)}"),
-            ("Single-cast: gateway CPU s per 1M msgs, user / system (load tools' total)", cpu_cell(sc)),
-        ]
+        total_s = r["total_s"] + (g["total_s"] if g else 0)
         out = [f"## {self.mode.capitalize()} mode", "",
                f"- Date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
                f"- Command: `{self.command}` (commit `{commit}`)",
                f"- Machine: {self.machine()}; open-files limit {r['nofile']}",
                f"- Gateway: Workers = {self.workers} (comparison below: 1 and 2), other keys at their defaults; "
-               f"bizsim, loadgen and the gateway share the machine",
-               f"- Total run time: {r['total_s']:.0f} s; load average before: {r['loadavg_before']}; "
-               f"other processes used {r['other_cpu_share'] * 100:.0f} % of the machine's CPU during the run; "
-               f"interrupts (not charged to any process) {r.get('irq_cpu_share', 0) * 100:.0f} %, "
-               f"stolen by the host {r.get('steal_cpu_share', 0) * 100:.0f} %",
-               "",
-               "| Figure | Value |", "|---|---|"]
-        out += [f"| {a} | {b} |" for a, b in rows]
-        out += self.mix_section(per_m)
+               f"bizsim, loadgen and the gateway share the machine"]
+        if g is not None:
+            out.append(f"- Side by side: every scenario also ran against the Go netsvr (`{self.go_bin}`, one "
+                       f"process, the same keys less ours), after ours, one gateway at a time; ratio = C++ / Go "
+                       f"of the figure (latency rows: p99; CPU rows: user + system)")
+        out += [f"- Total run time: {total_s:.0f} s; load average before: {r['loadavg_before']}; "
+                f"other processes used {r['other_cpu_share'] * 100:.0f} % of the machine's CPU during the run; "
+                f"interrupts (not charged to any process) {r.get('irq_cpu_share', 0) * 100:.0f} %, "
+                f"stolen by the host {r.get('steal_cpu_share', 0) * 100:.0f} %",
+                ""]
+        out += self.table(self.main_rows(r), self.main_rows(g) if g else None)
+        if r.get("mix"):
+            group_rate = MIX["groups"] * MIX["rate"] * MIX["group_size"]
+            bc_rate = MIX["bc_rate"] * MIX["conns"]
+            out += ["", f"Mix (netsvr's CPU comparison): {MIX['conns']:,} clients on Workers = {MIX['workers']}; "
+                        f"{MIX['groups']} groups of {MIX['group_size']} publishing {MIX['rate']} msg/s each "
+                        f"({MIX['size']} B) and a {MIX['bc_size']} B Broadcast {MIX['bc_rate']} times a second, "
+                        f"for {p['mix_duration']} s; offered {group_rate:,} + {bc_rate:,} = "
+                        f"{group_rate + bc_rate:,} delivered msgs/s.", ""]
+            out += self.table(self.mix_rows(r), self.mix_rows(g) if g and g.get("mix") else None)
         per_group = p["cmp_conns"] // p["cmp_groups"]
         out += ["", f"TopicPublish on Workers = 1, Workers = 2, and Workers = 2 with write batching off "
                     f"(`NETSVR_WRITE_BATCHING=0`: one send(2) per frame at once instead of the frames of a "
@@ -431,19 +506,21 @@ class Bench:
                     f"{p['cmp_duration_fixed']} s (fixed) / {p['cmp_duration_over']} s (over capacity); "
                     f"with 2 workers every publish also goes to the other worker (half of each group is "
                     f"there). The over-capacity load shows the ceiling of this machine "
-                    f"(gateway, loadgen and bizsim share its CPUs).", "",
+                    f"(gateway, loadgen and bizsim share its CPUs)."
+                    + (" Workers = Go: the Go netsvr, one process." if g else ""), "",
                 "| Load | Workers | write batching | offered msgs/s | delivered msgs/s | "
                 "gateway CPU s per 1M msgs, user / system | latency p50 / p99 | lost | loadgen + bizsim CPU s per 1M msgs |",
                 "|---|---|---|---|---|---|---|---|---|"]
-        for key, res in r["workers"].items():
+        rows = list(r["workers"].items()) + (list(g["workers"].items()) if g else [])
+        for key, res in sorted(rows, key=lambda kv: kv[0].split("-")[0] != "fixed"):
             load, w, *rest = key.split("-")
             offer = p["cmp_groups"] * p[f"cmp_rate_{load}"] * per_group
             lg = res["loadgen"]
-            out.append(f"| {'fixed' if load == 'fixed' else 'over capacity'} | {w} | {'off' if rest else 'on'} | "
-                       f"{offer:,.0f} | "
-                       f"{lg['msgs_per_s']:,.0f} | {per_m(res, 'user_s'):.2f} / {per_m(res, 'sys_s'):.2f} | "
+            out.append(f"| {'fixed' if load == 'fixed' else 'over capacity'} | {'Go' if w == 'go' else w} | "
+                       f"{'–' if w == 'go' else 'off' if rest else 'on'} | {offer:,.0f} | "
+                       f"{lg['msgs_per_s']:,.0f} | {self.per_m(res, 'user_s'):.2f} / {self.per_m(res, 'sys_s'):.2f} | "
                        f"{fmt_ms(lg['latency_ms']['p50'])} / {fmt_ms(lg['latency_ms']['p99'])} | {lg['lost']} | "
-                       f"{per_m(res, 'tools'):.2f} |")
+                       f"{self.per_m(res, 'tools'):.2f} |")
         out += ["", "Memory = sum over master and workers of (VmRSS − RssShmem) plus the shared-memory files "
                     "/dev/shm/netsvr-* counted once (allocated blocks); per connection = (held − before) / N. "
                     "CPU = time on CPU of the master and the workers (sum of /proc/<pid>/task/*/schedstat, ns) "
@@ -454,7 +531,9 @@ class Bench:
                     "machine. Time on CPU includes the softirq work the kernel runs in a process's context: "
                     "over loopback much of the receiving side's TCP work runs inside the gateway's send(2), so "
                     "the gateway's system time carries part of loadgen's receive cost. Latency = loadgen "
-                    "receive time − bizsim send time (CLOCK_MONOTONIC, one machine)."]
+                    "receive time − bizsim send time (CLOCK_MONOTONIC, one machine)."
+                    + (" The Go netsvr is one process without shared memory: its memory is its VmRSS, its "
+                       "connections held are the established sockets on its client port." if g else "")]
         if self.close_drops:
             out += ["", "ConnClose events that bizsim never received when loadgen closed all its clients at once "
                         "(gateway metric 10, worker-port queue over Worker.SendChanCap): "
@@ -498,6 +577,9 @@ def main() -> int:
     ap.add_argument("--doc", default=None, help="markdown file to update (default docs/BENCHMARKS.md)")
     ap.add_argument("--command", default="make bench", help="command line recorded in the report")
     ap.add_argument("--workdir", default=None, help="where logs and reports go (default: a temp dir)")
+    ap.add_argument("--go-bin", default=os.environ.get("NETSVR_GO_BIN") or None,
+                    help="the Go netsvr binary: run every scenario against it too, side by side "
+                         "(default: $NETSVR_GO_BIN)")
     args = ap.parse_args()
     repo = sl.REPO_ROOT
     build = Path(args.build).resolve()
@@ -508,7 +590,13 @@ def main() -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix=f"netsvr-bench-{args.mode}-"))
     work.mkdir(parents=True, exist_ok=True)
     log(f"{args.mode} mode; logs and JSON reports in {work}")
-    bench = Bench(args.mode, build, work, args.command, repo)
+    go_bin = None
+    if args.go_bin:
+        go_bin = str(Path(args.go_bin).resolve())
+        if not os.access(go_bin, os.X_OK):
+            print(f"bench: the Go netsvr {args.go_bin} is not an executable file", file=sys.stderr)
+            return 2
+    bench = Bench(args.mode, build, work, args.command, repo, go_bin)
     bench.run()
     section = bench.section()
     doc = Path(args.doc) if args.doc else repo / "docs" / "BENCHMARKS.md"

@@ -266,6 +266,111 @@ class Gateway:
         return text
 
 
+def established_on_port(port: int) -> int:
+    """ESTABLISHED TCP connections whose local port is `port` (IPv4 and IPv6, /proc/net)."""
+    n = 0
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            with open(path) as f:
+                for line in f.readlines()[1:]:
+                    p = line.split()
+                    if p[3] == "01" and int(p[1].rsplit(":", 1)[1], 16) == port:
+                        n += 1
+    return n
+
+
+class GoGateway:
+    """The Go netsvr (`NETSVR_GO_BIN`, one process: `netsvr -config FILE`) with the same keys
+    as Gateway's config, less ours (Workers, PidFile; a Go config has no such keys). The same
+    interface as Gateway for bench.py: start, stop, cpu, memory, clients, pids, addresses."""
+
+    def __init__(self, binary: str, workdir: Path, workers: int = 0, env: Optional[dict] = None):
+        self.binary = binary
+        self.env = {**os.environ, **env} if env else None
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.customer_port, self.worker_port, self.task_port = free_ports(3)
+        self.workers = 0
+        cfg = {
+            "LogLevel": "warn",
+            "LogFile": "",
+            "ShutdownWaitTime": "5s",
+            "PprofListenAddress": "",
+            "Limit": {"OnOpen": 0, "OnMessage": 0},
+            "Customer": {
+                "ListenAddress": f"127.0.0.1:{self.customer_port}",
+                "HandlePattern": "/netsvr",
+                "HeartbeatMessage": HEARTBEAT,
+                "HeartbeatInterval": "120s",
+                "MaxOnlineNum": 10_000_000,
+            },
+            "Worker": {"ListenAddress": f"127.0.0.1:{self.worker_port}", "HeartbeatMessage": HEARTBEAT},
+            "Task": {"ListenAddress": f"127.0.0.1:{self.task_port}", "HeartbeatMessage": HEARTBEAT},
+            "Metrics": {"Item": list(range(1, 14))},
+        }
+        self.config = cfg
+        self.config_path = self.dir / "netsvr.toml"
+        self.config_path.write_text(render_toml(cfg))
+        self.proc: Optional[subprocess.Popen] = None
+        self._out = None
+
+    url = Gateway.url
+    worker_addr = Gateway.worker_addr
+    task_addr = Gateway.task_addr
+
+    def start(self, timeout: float = 15) -> "GoGateway":
+        self._out = open(self.dir / "netsvr.out", "ab")
+        self.proc = subprocess.Popen([self.binary, "-config", str(self.config_path)], cwd=self.dir,
+                                     stdin=subprocess.DEVNULL, stdout=self._out, stderr=subprocess.STDOUT,
+                                     start_new_session=True, env=self.env)
+        deadline = time.monotonic() + timeout
+        while True:  # ready once the three ports accept
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Go gateway exited with {self.proc.returncode} at start-up:\n{self.log_tail()}")
+            try:
+                for port in (self.customer_port, self.worker_port, self.task_port):
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Go gateway not ready after {timeout}s:\n{self.log_tail()}")
+                time.sleep(0.05)
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc and self.proc.poll() is None else []
+
+    def clients(self) -> int:
+        return established_on_port(self.customer_port)
+
+    def cpu(self) -> tuple[float, float, float]:
+        return sum_cpu(self.pids())
+
+    def memory(self) -> dict:
+        """One process, no shared memory: every figure is its VmRSS."""
+        rss = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                rss += proc_status_kib(pid, "VmRSS")
+        return {"rss_kib": rss, "private_kib": rss, "shm_kib": 0, "total_kib": rss}
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        if self._out:
+            self._out.close()
+            self._out = None
+
+    def log_tail(self, n: int = 40) -> str:
+        p = self.dir / "netsvr.out"
+        return "\n".join(p.read_text(errors="replace").splitlines()[-n:]) if p.exists() else ""
+
+
 class Tool:
     """A load tool process; its stdout+stderr go to `log` and are watched line by line."""
 
