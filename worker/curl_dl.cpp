@@ -66,27 +66,31 @@ Api load() {
     return a;
   }
   std::string& e = a.error;
-  bool ok = bind(lib, "curl_global_init", a.global_init, e) & bind(lib, "curl_free", a.free, e) &
-            bind(lib, "curl_easy_init", a.easy_init, e) &
-            bind(lib, "curl_easy_cleanup", a.easy_cleanup, e) &
-            bind(lib, "curl_easy_setopt", a.easy_setopt, e) &
-            bind(lib, "curl_easy_getinfo", a.easy_getinfo, e) &
-            bind(lib, "curl_easy_strerror", a.easy_strerror, e) &
-            bind(lib, "curl_multi_init", a.multi_init, e) &
-            bind(lib, "curl_multi_cleanup", a.multi_cleanup, e) &
-            bind(lib, "curl_multi_setopt", a.multi_setopt, e) &
-            bind(lib, "curl_multi_add_handle", a.multi_add_handle, e) &
-            bind(lib, "curl_multi_remove_handle", a.multi_remove_handle, e) &
-            bind(lib, "curl_multi_assign", a.multi_assign, e) &
-            bind(lib, "curl_multi_socket_action", a.multi_socket_action, e) &
-            bind(lib, "curl_multi_info_read", a.multi_info_read, e) &
-            bind(lib, "curl_multi_strerror", a.multi_strerror, e) &
-            bind(lib, "curl_slist_append", a.slist_append, e) &
-            bind(lib, "curl_slist_free_all", a.slist_free_all, e) &
-            bind(lib, "curl_url", a.url, e) & bind(lib, "curl_url_cleanup", a.url_cleanup, e) &
-            bind(lib, "curl_url_set", a.url_set, e) & bind(lib, "curl_url_get", a.url_get, e) &
-            bind(lib, "curl_url_strerror", a.url_strerror, e);
-  a.loaded = ok;  // the library stays loaded for the life of the process
+  // Every symbol is looked up (the first one missing names the error).
+  bind(lib, "curl_global_init", a.global_init, e);
+  bind(lib, "curl_free", a.free, e);
+  bind(lib, "curl_easy_init", a.easy_init, e);
+  bind(lib, "curl_easy_cleanup", a.easy_cleanup, e);
+  bind(lib, "curl_easy_setopt", a.easy_setopt, e);
+  bind(lib, "curl_easy_getinfo", a.easy_getinfo, e);
+  bind(lib, "curl_easy_strerror", a.easy_strerror, e);
+  bind(lib, "curl_multi_init", a.multi_init, e);
+  bind(lib, "curl_multi_cleanup", a.multi_cleanup, e);
+  bind(lib, "curl_multi_setopt", a.multi_setopt, e);
+  bind(lib, "curl_multi_add_handle", a.multi_add_handle, e);
+  bind(lib, "curl_multi_remove_handle", a.multi_remove_handle, e);
+  bind(lib, "curl_multi_assign", a.multi_assign, e);
+  bind(lib, "curl_multi_socket_action", a.multi_socket_action, e);
+  bind(lib, "curl_multi_info_read", a.multi_info_read, e);
+  bind(lib, "curl_multi_strerror", a.multi_strerror, e);
+  bind(lib, "curl_slist_append", a.slist_append, e);
+  bind(lib, "curl_slist_free_all", a.slist_free_all, e);
+  bind(lib, "curl_url", a.url, e);
+  bind(lib, "curl_url_cleanup", a.url_cleanup, e);
+  bind(lib, "curl_url_set", a.url_set, e);
+  bind(lib, "curl_url_get", a.url_get, e);
+  bind(lib, "curl_url_strerror", a.url_strerror, e);
+  a.loaded = e.empty();  // the library stays loaded for the life of the process
   return a;
 }
 
@@ -141,6 +145,13 @@ CURL* curl_easy_init(void) {
 void curl_easy_cleanup(CURL* easy) {
   if (api().loaded) api().easy_cleanup(easy);
 }
+
+// curl.h declares the setopt functions with an enum before the `...`; libcurl's own definitions
+// call va_start on it just the same (the enum's promoted type is int, same representation).
+#if defined(__clang__)
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wvarargs"
+#endif
 
 CURLcode curl_easy_setopt(CURL* easy, CURLoption option, ...) {
   if (!api().loaded) return CURLE_FAILED_INIT;
@@ -208,6 +219,10 @@ CURLMcode curl_multi_setopt(CURLM* multi, CURLMoption option, ...) {
   va_end(ap);
   return rc;
 }
+
+#if defined(__clang__)
+#pragma clang diagnostic pop
+#endif
 
 CURLMcode curl_multi_add_handle(CURLM* multi, CURL* easy) {
   return api().loaded ? api().multi_add_handle(multi, easy) : CURLM_INTERNAL_ERROR;
