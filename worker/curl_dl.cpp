@@ -117,6 +117,21 @@ ArgType argType(int option) {
 
 using AnyFunction = void (*)();
 
+// Passes the one argument after `option` on to libcurl's own setopt, with its type.
+template <class Handle, class Option, class Setopt>
+auto forwardSetopt(Setopt setopt, Handle* handle, Option option, va_list ap) {
+  switch (argType(int(option))) {
+    case ArgType::Long:
+      return setopt(handle, option, va_arg(ap, long));
+    case ArgType::Function:
+      return setopt(handle, option, va_arg(ap, AnyFunction));
+    case ArgType::OffT:
+      return setopt(handle, option, va_arg(ap, curl_off_t));
+    default:
+      return setopt(handle, option, va_arg(ap, void*));
+  }
+}
+
 }  // namespace
 
 namespace netsvr {
@@ -157,21 +172,7 @@ CURLcode curl_easy_setopt(CURL* easy, CURLoption option, ...) {
   if (!api().loaded) return CURLE_FAILED_INIT;
   va_list ap;
   va_start(ap, option);
-  CURLcode rc;
-  switch (argType(int(option))) {
-    case ArgType::Long:
-      rc = api().easy_setopt(easy, option, va_arg(ap, long));
-      break;
-    case ArgType::Function:
-      rc = api().easy_setopt(easy, option, va_arg(ap, AnyFunction));
-      break;
-    case ArgType::OffT:
-      rc = api().easy_setopt(easy, option, va_arg(ap, curl_off_t));
-      break;
-    default:
-      rc = api().easy_setopt(easy, option, va_arg(ap, void*));
-      break;
-  }
+  CURLcode rc = forwardSetopt(api().easy_setopt, easy, option, ap);
   va_end(ap);
   return rc;
 }
@@ -201,21 +202,7 @@ CURLMcode curl_multi_setopt(CURLM* multi, CURLMoption option, ...) {
   if (!api().loaded) return CURLM_INTERNAL_ERROR;
   va_list ap;
   va_start(ap, option);
-  CURLMcode rc;
-  switch (argType(int(option))) {
-    case ArgType::Long:
-      rc = api().multi_setopt(multi, option, va_arg(ap, long));
-      break;
-    case ArgType::Function:
-      rc = api().multi_setopt(multi, option, va_arg(ap, AnyFunction));
-      break;
-    case ArgType::OffT:
-      rc = api().multi_setopt(multi, option, va_arg(ap, curl_off_t));
-      break;
-    default:
-      rc = api().multi_setopt(multi, option, va_arg(ap, void*));
-      break;
-  }
+  CURLMcode rc = forwardSetopt(api().multi_setopt, multi, option, ap);
   va_end(ap);
   return rc;
 }
