@@ -6,7 +6,6 @@
 // The exchange, per link (old worker O, new worker N):
 //   O -> N  Offer    state + unprocessed input bytes, with the socket
 //   N -> O  Accept   N's id for the link (or Refuse, with the reason: O keeps the link)
-//   O -> N  Commit   O moved the registry entry (N still neither reads nor writes)
 //   O -> N  Drained  every event and command O had for the link is written or applied: N
 //                    writes what it held, then reads
 //   O -> N  Abort    the link closed at O before Drained; N closes its copy
@@ -26,14 +25,7 @@ inline bool canRead(uint32_t version) {
   return version >= kOldestReadableVersion && version <= kVersion;
 }
 
-enum class Type : uint32_t {
-  Offer = 1,
-  Accept = 2,
-  Refuse = 3,
-  Commit = 4,
-  Drained = 5,
-  Abort = 6
-};
+enum class Type : uint32_t { Offer = 1, Accept = 2, Refuse = 3, Drained = 4, Abort = 5 };
 
 // Every version starts with the version and the link id (so that a refusal names the link).
 struct Offer {
@@ -49,7 +41,7 @@ struct Offer {
   std::string input;  // bytes read from the business but not processed (a partial packet or more)
 };
 
-// Accept, Refuse, Commit, Drained and Abort: a link id and, for Refuse, a reason.
+// Accept, Refuse, Drained and Abort: a link id and, for Refuse, a reason.
 struct Reply {
   uint32_t linkId = 0;     // the sender's id for Offer/Accept/Refuse, the receiver's otherwise
   uint32_t newLinkId = 0;  // Accept only: the new worker's id

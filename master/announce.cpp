@@ -30,12 +30,8 @@ int connectToLiveWorker(const std::string& key, shm::ControlBlock& control, int 
       if (serial == deadSerial) continue;
       auto& info = control.workers[serial];
       if (info.state.load() != uint32_t(shm::WorkerState::Running)) continue;
-      sockaddr_un addr;
-      socklen_t len =
-          abstractAddress(shm::peerSocketName(key, serial, info.incarnation.load()), addr);
-      int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&addr), len) == 0) return fd;
-      if (fd >= 0) close(fd);
+      int fd = connectAbstract(shm::peerSocketName(key, serial, info.incarnation.load()), false);
+      if (fd >= 0) return fd;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the slot is being respawned
   }

@@ -109,6 +109,12 @@ ControlSegment::~ControlSegment() {
   munmap(block_, size_);
 }
 
+bool peerIsListed(int fd, const ControlBlock& control, ucred& cred) {
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
+  return cred.uid == geteuid() && listsProcess(control, cred.pid);
+}
+
 bool listsProcess(const ControlBlock& control, int32_t pid) {
   if (pid <= 0) return false;
   for (const auto& w : control.workers) {

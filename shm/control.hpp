@@ -3,6 +3,8 @@
 // asking a worker (`netsvr status`, Prometheus, the master after a crash).
 #pragma once
 
+#include <sys/socket.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -153,6 +155,10 @@ std::string readConfigText(const ControlBlock& control);
 // Is `pid` a worker (in any state but Free) or an announcer of this instance? Peer links accept
 // only such processes.
 bool listsProcess(const ControlBlock& control, int32_t pid);
+// An abstract unix socket has no file permissions: any local process can connect to one (the
+// names are listed in /proc/net/unix). Is the process at the other end of `fd` one of our own
+// user's that the control block lists? `cred` tells who it was, for the log.
+bool peerIsListed(int fd, const ControlBlock& control, ucred& cred);
 
 // RAII owner of a mapping of the control segment.
 class ControlSegment {

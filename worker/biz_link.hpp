@@ -41,7 +41,6 @@ class BizLink {
   // the old one has written its last byte (Drained: releaseWrites, then startReading).
   void freeze();
   void thaw();
-  bool frozen() const { return frozen_; }
   handover::Offer offer(uint32_t fromSerial) const;
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
   bool adopt(uv_stream_t* ipcPipe, const handover::Offer& offer);

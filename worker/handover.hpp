@@ -5,12 +5,12 @@
 //
 // Old side (handover_send.cpp), per link: freeze (stop reading) -> wait until no command of
 // the link waits for another worker -> Offer (state, unprocessed input, the socket) -> Accept
-// -> move the registry entry, Commit -> fence: every live worker answers a kPeerFence on the
+// -> move the registry entry -> fence: every live worker answers a kPeerFence on the
 // same peer link as its events, so every event routed to us before the move is here -> write
 // them, Drained, close our descriptor. Until Drained we hold the socket too: if the new worker
 // goes away first, the link is taken back (registry entry restored, reading resumed).
-// New side (handover_receive.cpp): adopt the socket with writes held; read from Commit on;
-// write from Drained on.
+// New side (handover_receive.cpp): adopt the socket, neither reading nor writing it until
+// Drained (so that the old worker can take it back at any moment before).
 #pragma once
 
 #include <uv.h>
@@ -19,6 +19,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "common/handover_msg.hpp"
@@ -38,9 +39,9 @@ class Handover {
     int serial = -1;                  // the new worker, on the old side; -1 on the new side
     PacketDecoder decoder{1u << 30};  // an Offer carries the unprocessed input of a link
     bool closing = false;
-    std::vector<std::string> queue;              // new side: packets not processed yet (test pause)
-    uv_timer_t* pause = nullptr;                 // new side: a test pause holds the queue
-    std::unordered_map<uint32_t, bool> adopted;  // new side: our link id -> committed
+    std::vector<std::string> queue;        // new side: packets not processed yet (test pause)
+    uv_timer_t* pause = nullptr;           // new side: a test pause holds the queue
+    std::unordered_set<uint32_t> adopted;  // new side: our ids of links not Drained yet
   };
 
   explicit Handover(Worker& worker);

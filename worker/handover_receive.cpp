@@ -20,12 +20,9 @@ using handover::Reply;
 using handover::Type;
 
 void Handover::listen() {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  sockaddr_un addr;
-  socklen_t len = abstractAddress(
-      shm::handoverSocketName(worker_.instanceKey, worker_.serial, worker_.incarnation), addr);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(fd, 64) != 0)
-    throw std::runtime_error(std::string("handover socket: ") + strerror(errno));
+  int fd = listenAbstract(
+      shm::handoverSocketName(worker_.instanceKey, worker_.serial, worker_.incarnation), 64);
+  if (fd < 0) throw std::runtime_error(std::string("handover socket: ") + strerror(errno));
   uv_pipe_init(worker_.loop, &listener_, 0);
   listener_.data = this;
   uv_pipe_open(&listener_, fd);
@@ -141,11 +138,9 @@ void Handover::onInboundConnection(uv_stream_t* server, int status) {
   auto* stream = reinterpret_cast<uv_stream_t*>(&channel->pipe);
   uv_os_fd_t fd = -1;
   ucred cred{};
-  socklen_t len = sizeof cred;
   if (uv_accept(server, stream) != 0 ||
       uv_fileno(reinterpret_cast<uv_handle_t*>(&channel->pipe), &fd) != 0 ||
-      getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != geteuid() ||
-      !shm::listsProcess(self->worker_.control->block(), cred.pid)) {
+      !shm::peerIsListed(fd, self->worker_.control->block(), cred)) {
     LOG_WARN("handover socket: refused a connection from pid %d: not a worker of this instance",
              int(cred.pid));
     channel->closing = true;
@@ -234,7 +229,7 @@ void Handover::onInbound(Channel& in, Type type, std::string_view body) {
       sendOn(in, handover::encodeReply(Type::Refuse, Reply{offer.fromLinkId, 0, refusal}));
       return;
     }
-    in.adopted[link->id] = false;
+    in.adopted.insert(link->id);
     LOG_INFO("handover: took %s link %u of worker serial %u as link %u",
              offer.taskPort ? "task" : "worker", offer.fromLinkId, offer.fromSerial, link->id);
     sendOn(in, handover::encodeReply(Type::Accept, Reply{offer.fromLinkId, link->id, {}}));
@@ -242,33 +237,21 @@ void Handover::onInbound(Channel& in, Type type, std::string_view body) {
   }
   Reply reply;
   if (handover::decodeReply(type, body, reply) != DecodeResult::Ok) return;
-  auto it = in.adopted.find(reply.linkId);
-  if (it == in.adopted.end()) return;
+  if ((type != Type::Drained && type != Type::Abort) || !in.adopted.erase(reply.linkId)) return;
   BizLink* link = worker_.links->find(reply.linkId);
-  switch (type) {
-    case Type::Commit:
-      it->second = true;
-      break;
-    case Type::Drained:  // ours: what we held goes out first, then the business's next bytes
-      in.adopted.erase(it);
-      if (link) {
-        link->releaseWrites();
-        link->startReading();
-      }
-      break;
-    case Type::Abort:
-      in.adopted.erase(it);
-      if (link) link->close();
-      break;
-    default:
-      break;
+  if (!link) return;
+  if (type == Type::Abort) {
+    link->close();
+  } else {  // ours: what we held goes out first, then the business's next bytes
+    link->releaseWrites();
+    link->startReading();
   }
 }
 
 // The old worker went away before Drained: it takes its links back if it lives (we have read
 // nothing from them), and if it died they die with it, as in any crash. Our copies close.
 void Handover::onInboundGone(Channel& in) {
-  for (auto [id, committed] : in.adopted) {
+  for (uint32_t id : in.adopted) {
     if (BizLink* link = worker_.links->find(id)) link->close();
   }
   in.adopted.clear();

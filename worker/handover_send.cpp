@@ -163,17 +163,12 @@ void Handover::tick() {
 Handover::Channel* Handover::channelTo(int serial, std::string& error) {
   if (auto it = channels_.find(serial); it != channels_.end()) return it->second;
   const auto& info = worker_.control->block().workers[serial];
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr;
-  socklen_t len = abstractAddress(
-      shm::handoverSocketName(worker_.instanceKey, serial, info.incarnation.load()), addr);
-  // A local stream connect completes (or fails) at once.
-  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+  int fd = connectAbstract(
+      shm::handoverSocketName(worker_.instanceKey, serial, info.incarnation.load()), true);
+  if (fd < 0) {
     error = "cannot reach worker serial " + std::to_string(serial) + ": " + strerror(errno);
-    if (fd >= 0) ::close(fd);
     return nullptr;
   }
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   auto* channel = new Channel;
   channel->owner = this;
   channel->serial = serial;
@@ -240,7 +235,6 @@ void Handover::onReply(Channel& channel, handover::Type type, const handover::Re
   if (type != Type::Accept) return;
   m->newLinkId = reply.newLinkId;
   m->registered = worker_.links->moveRegistryEntry(m->linkId, m->target, m->newLinkId);
-  sendOn(channel, handover::encodeReply(Type::Commit, handover::Reply{m->newLinkId, 0, {}}));
   m->stage = Stage::Committed;
   m->sinceMs = uv_now(worker_.loop);
 }

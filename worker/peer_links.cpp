@@ -24,15 +24,6 @@ namespace {
 
 constexpr uint32_t kMaxPeerPacket = 256u << 20;  // bytes; far above any business packet limit
 
-// An abstract unix socket has no file permissions: any local process can connect to one (the
-// names are listed in /proc/net/unix). Only our own user's processes that the control block
-// lists as workers or announcers of this instance may inject forwarded commands.
-bool peerAllowed(int fd, const shm::ControlBlock& control, ucred& cred) {
-  socklen_t len = sizeof cred;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
-  return cred.uid == geteuid() && shm::listsProcess(control, cred.pid);
-}
-
 }  // namespace
 
 struct PeerLinks::Link {
@@ -55,12 +46,9 @@ struct PeerLinks::Link {
 PeerLinks::PeerLinks(Worker& worker) : worker_(worker) {}
 
 void PeerLinks::start() {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  sockaddr_un addr;
-  socklen_t len = abstractAddress(
-      shm::peerSocketName(worker_.instanceKey, worker_.serial, worker_.incarnation), addr);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || listen(fd, 512) != 0)
-    throw std::runtime_error(std::string("peer socket: ") + strerror(errno));
+  int fd = listenAbstract(
+      shm::peerSocketName(worker_.instanceKey, worker_.serial, worker_.incarnation), 512);
+  if (fd < 0) throw std::runtime_error(std::string("peer socket: ") + strerror(errno));
   uv_pipe_init(worker_.loop, &listener_, 0);
   listener_.data = this;
   uv_pipe_open(&listener_, fd);
@@ -108,7 +96,7 @@ void PeerLinks::onConnection(uv_stream_t* server, int status) {
   uv_os_fd_t fd = -1;
   ucred cred{};
   if (uv_fileno(reinterpret_cast<uv_handle_t*>(&link->pipe), &fd) != 0 ||
-      !peerAllowed(fd, self->worker_.control->block(), cred)) {
+      !shm::peerIsListed(fd, self->worker_.control->block(), cred)) {
     LOG_WARN(
         "peer link: refused a connection from pid %d uid %u: not a worker or announcer of "
         "this instance",
@@ -207,17 +195,11 @@ PeerLinks::Link* PeerLinks::outboundTo(int serial) {
     it->second->close();  // the serial now belongs to a new worker
   }
   if (!shm::isLive(shm::WorkerState(info.state.load()))) return nullptr;
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr;
-  socklen_t len =
-      abstractAddress(shm::peerSocketName(worker_.instanceKey, serial, incarnation), addr);
-  // A local stream connect completes at once (or fails at once); blocking is harmless here.
-  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+  int fd = connectAbstract(shm::peerSocketName(worker_.instanceKey, serial, incarnation), true);
+  if (fd < 0) {
     LOG_WARN("peer link to worker serial %d: %s", serial, strerror(errno));
-    if (fd >= 0) ::close(fd);
     return nullptr;
   }
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   auto* link = new Link;
   link->owner = this;
   link->serial = serial;

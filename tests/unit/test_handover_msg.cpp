@@ -76,7 +76,7 @@ TEST_CASE("truncated or padded Offers are malformed") {
 }
 
 TEST_CASE("replies carry their ids, and a Refuse its reason") {
-  for (Type t : {Type::Accept, Type::Refuse, Type::Commit, Type::Drained, Type::Abort}) {
+  for (Type t : {Type::Accept, Type::Refuse, Type::Drained, Type::Abort}) {
     Reply in{11, 22, "cannot take it"};
     std::string packet = encodeReply(t, in);
     Type type;
@@ -94,7 +94,7 @@ TEST_CASE("replies carry their ids, and a Refuse its reason") {
 TEST_CASE("unknown message types are malformed") {
   Type type;
   std::string_view body;
-  std::string payload("\x00\x00\x00\x07", 4);
+  std::string payload("\x00\x00\x00\x06", 4);
   CHECK(decodeType(payload, type, body) == DecodeResult::Malformed);
   CHECK(decodeType(std::string_view("\x00\x00", 2), type, body) == DecodeResult::Malformed);
 }
