@@ -14,7 +14,16 @@ namespace netsvr {
 PidFile::PidFile(std::string path) : path_(std::move(path)) {
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) throw std::runtime_error("pid file " + path_ + ": " + strerror(errno));
-  if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+  // `status` and `stop` probe the lock for a moment (readLivePid): a start that meets a probe
+  // tries again for a while instead of reporting another netsvr that does not exist.
+  constexpr int kTries = 50;  // 5 ms apart: 250 ms
+  bool locked = false;
+  for (int attempt = 0; attempt < kTries && !locked; ++attempt) {
+    locked = flock(fd_, LOCK_EX | LOCK_NB) == 0;
+    if (locked || errno != EWOULDBLOCK || readLivePid(path_) != 0) break;  // a real owner
+    usleep(5000);
+  }
+  if (!locked) {
     close(fd_);
     fd_ = -1;
     pid_t other = readLivePid(path_);
