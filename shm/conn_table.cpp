@@ -48,27 +48,28 @@ void ConnTable::reportFull(const char* what) {
             static_cast<unsigned long long>(segment_->get_free_memory()));
 }
 
-void ConnTable::indexAdd(IndexMap& index, std::string_view name, uint64_t key) {
+void ConnTable::indexAdd(IndexMap& index, NamePresence& names, std::string_view name,
+                         uint64_t key) {
   auto it = index.find(name, StableHash(), StringEqual());
-  if (it == index.end()) {
-    it = index
-             .emplace(ShmString(name.data(), name.size(), alloc()),
-                      KeySet(0, KeyHash(), std::equal_to<uint64_t>(), alloc()))
-             .first;
-  }
+  bool added = it == index.end();
+  if (added) it = index.emplace(ShmString(name.data(), name.size(), alloc()), KeyGroup()).first;
   try {
-    it->second.insert(key);
+    it->second.insert(key, segment_->get_segment_manager());
   } catch (...) {
     if (it->second.empty()) index.erase(it);
     throw;
   }
+  if (added) names.add(name);
 }
 
-void ConnTable::indexRemove(IndexMap& index, std::string_view name, uint64_t key) {
+void ConnTable::indexRemove(IndexMap& index, NamePresence& names, std::string_view name,
+                            uint64_t key) {
   auto it = index.find(name, StableHash(), StringEqual());
   if (it == index.end()) return;
   it->second.erase(key);
-  if (it->second.empty()) index.erase(it);  // a topic exists only while it has subscribers
+  if (!it->second.empty()) return;
+  index.erase(it);  // a topic exists only while it has subscribers
+  names.remove(name);
 }
 
 bool ConnTable::insert(uint64_t key, uint64_t localRef) {
@@ -94,8 +95,9 @@ bool ConnTable::erase(uint64_t key, ConnSnapshot* out) {
     out->topics.clear();
     for (const auto& t : rec.topics) out->topics.emplace_back(t.data(), t.size());
   }
-  if (!rec.customerId.empty()) indexRemove(data_->byCustomer, view(rec.customerId), key);
-  for (const auto& t : rec.topics) indexRemove(data_->byTopic, view(t), key);
+  if (!rec.customerId.empty())
+    indexRemove(data_->byCustomer, data_->customerNames, view(rec.customerId), key);
+  for (const auto& t : rec.topics) indexRemove(data_->byTopic, data_->topicNames, view(t), key);
   data_->conns.erase(it);
   return true;
 }
@@ -123,8 +125,9 @@ bool ConnTable::setCustomerId(uint64_t key, std::string_view customerId) {
   try {
     // Allocate the new state first, so a full segment leaves the old one intact.
     ShmString value(customerId.data(), customerId.size(), alloc());
-    if (!customerId.empty()) indexAdd(data_->byCustomer, customerId, key);
-    if (!rec.customerId.empty()) indexRemove(data_->byCustomer, view(rec.customerId), key);
+    if (!customerId.empty()) indexAdd(data_->byCustomer, data_->customerNames, customerId, key);
+    if (!rec.customerId.empty())
+      indexRemove(data_->byCustomer, data_->customerNames, view(rec.customerId), key);
     rec.customerId.swap(value);
     return true;
   } catch (const bip::bad_alloc&) {
@@ -147,7 +150,7 @@ bool ConnTable::subscribe(uint64_t key, const std::vector<std::string_view>& top
       if (has) continue;
       rec.topics.emplace_back(topic.data(), topic.size(), alloc());
       try {
-        indexAdd(data_->byTopic, topic, key);
+        indexAdd(data_->byTopic, data_->topicNames, topic, key);
       } catch (...) {
         rec.topics.pop_back();
         throw;
@@ -157,7 +160,7 @@ bool ConnTable::subscribe(uint64_t key, const std::vector<std::string_view>& top
   } catch (const bip::bad_alloc&) {
     // All or nothing: take back what this call added (removal allocates nothing).
     while (rec.topics.size() > before) {
-      indexRemove(data_->byTopic, view(rec.topics.back()), key);
+      indexRemove(data_->byTopic, data_->topicNames, view(rec.topics.back()), key);
       rec.topics.pop_back();
     }
     reportFull("topic");
@@ -178,7 +181,7 @@ size_t ConnTable::unsubscribe(uint64_t key, const std::vector<std::string_view>&
       ++i;
       continue;
     }
-    indexRemove(data_->byTopic, t, key);
+    indexRemove(data_->byTopic, data_->topicNames, t, key);
     rec.topics[i].swap(rec.topics.back());
     rec.topics.pop_back();
     ++removed;
@@ -204,6 +207,7 @@ void ConnTable::deleteTopic(std::string_view topic, std::vector<uint64_t>& lostK
     lostKeys.push_back(key);
   }
   data_->byTopic.erase(it);
+  data_->topicNames.remove(topic);
 }
 
 }  // namespace netsvr::shm

@@ -13,7 +13,6 @@
 #include <boost/interprocess/containers/vector.hpp>
 #include <boost/interprocess/managed_shared_memory.hpp>
 #include <boost/unordered_map.hpp>
-#include <boost/unordered_set.hpp>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -21,15 +20,11 @@
 #include <vector>
 
 #include "common/fnv1a.hpp"
+#include "shm/key_group.hpp"
 #include "shm/robust_mutex.hpp"
 
 namespace netsvr::shm {
 
-namespace bip = boost::interprocess;
-using Segment = bip::managed_shared_memory;
-using SegmentManager = Segment::segment_manager;
-template <class T>
-using Alloc = bip::allocator<T, SegmentManager>;
 using ShmString = bip::basic_string<char, std::char_traits<char>, Alloc<char>>;
 
 // FNV-1a: deterministic across processes and binary versions, unlike std::hash.
@@ -49,11 +44,6 @@ struct StringEqual {
     return view(a) == view(b);
   }
 };
-struct KeyHash {
-  size_t operator()(uint64_t k) const { return size_t(k * 0x9E3779B97F4A7C15ULL); }
-};
-
-using KeySet = boost::unordered_set<uint64_t, KeyHash, std::equal_to<uint64_t>, Alloc<uint64_t>>;
 using TopicVector = bip::vector<ShmString, Alloc<ShmString>>;
 
 struct ConnRecord {
@@ -66,10 +56,35 @@ struct ConnRecord {
 
 using ConnMap = boost::unordered_map<uint64_t, ConnRecord, KeyHash, std::equal_to<uint64_t>,
                                      Alloc<std::pair<const uint64_t, ConnRecord>>>;
-using IndexMap = boost::unordered_map<ShmString, KeySet, StableHash, StringEqual,
-                                      Alloc<std::pair<const ShmString, KeySet>>>;
+using IndexMap = boost::unordered_map<ShmString, KeyGroup, StableHash, StringEqual,
+                                      Alloc<std::pair<const ShmString, KeyGroup>>>;
 
-inline constexpr uint32_t kTableLayoutVersion = 1;
+// Which names an index holds, as a count per slot of their hash (a counting Bloom filter with one
+// hash function). Another worker deciding whether to forward a command here asks this instead of
+// the index: one cache line instead of the index's buckets and entries, which lie among the
+// sessions all over the segment, so a worker maps (and counts in its RSS) a little of each other
+// table (64 KiB per index) rather than most of it (docs/PERFORMANCE.md, "Routing-table memory"). A
+// false "maybe" costs one needless forward; a count that reaches the top stays there (a false
+// "maybe" forever).
+struct NamePresence {
+  static constexpr uint32_t kSlots = 1u << 15;
+  static uint32_t slotOf(std::string_view name) { return uint32_t(fnv1a64(name) >> 49); }
+  bool mayHold(std::string_view name) const { return counts[slotOf(name)] != 0; }
+  void add(std::string_view name) {
+    uint16_t& c = counts[slotOf(name)];
+    if (c != UINT16_MAX) ++c;
+  }
+  void remove(std::string_view name) {
+    uint16_t& c = counts[slotOf(name)];
+    if (c != UINT16_MAX) --c;
+  }
+  // No initializer: a new segment is zero-filled, and writing the zeros would make every page
+  // of it resident in the master at start (the tables are reserved, not touched, until used).
+  uint16_t counts[kSlots];
+};
+
+// 2: an index entry keeps its keys in a KeyGroup (1: a KeySet each); NamePresence per index.
+inline constexpr uint32_t kTableLayoutVersion = 2;
 
 struct TableData {
   explicit TableData(SegmentManager* sm)
@@ -83,6 +98,8 @@ struct TableData {
   ConnMap conns;
   IndexMap byCustomer;
   IndexMap byTopic;
+  NamePresence customerNames;           // the names of byCustomer
+  NamePresence topicNames;              // the names of byTopic
   std::atomic<uint64_t> fullErrors{0};  // writes refused because the segment was full
 };
 
@@ -141,8 +158,8 @@ class ConnTable {
   ConnTable(std::unique_ptr<Segment> segment, TableData* data, bool owner)
       : segment_(std::move(segment)), data_(data), owner_(owner) {}
   Alloc<char> alloc() const { return Alloc<char>(segment_->get_segment_manager()); }
-  void indexAdd(IndexMap& index, std::string_view name, uint64_t key);
-  void indexRemove(IndexMap& index, std::string_view name, uint64_t key);
+  void indexAdd(IndexMap& index, NamePresence& names, std::string_view name, uint64_t key);
+  void indexRemove(IndexMap& index, NamePresence& names, std::string_view name, uint64_t key);
   void reportFull(const char* what);
 
   std::unique_ptr<Segment> segment_;

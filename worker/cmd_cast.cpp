@@ -57,7 +57,8 @@ void cmdMulticastByCustomerId(TaskContext& ctx, std::string_view body) {
   netsvr::multicastByCustomerId::MulticastByCustomerId req;
   if (!parseBody(req, body) || req.data().empty()) return;
   ctx.forwardWhere(
-      [&](const shm::TableData& t) { return indexHasAny(t.byCustomer, req.customerids()); }, false);
+      [&](const shm::TableData& t) { return anyMayBeIn(t.customerNames, req.customerids()); },
+      false);
   std::vector<std::string_view> distinct;
   std::unordered_set<std::string_view> seen;
   for (const auto& id : req.customerids())
@@ -73,7 +74,7 @@ void cmdSingleCastByCustomerId(TaskContext& ctx, std::string_view body) {
   if (!parseBody(req, body) || req.customerid().empty() || req.data().empty()) return;
   ctx.forwardWhere(
       [&](const shm::TableData& t) {
-        return indexHasAny(t.byCustomer, std::array<std::string_view, 1>{req.customerid()});
+        return anyMayBeIn(t.customerNames, std::array<std::string_view, 1>{req.customerid()});
       },
       false);
   Shared shared(req.data());
@@ -97,7 +98,8 @@ void cmdSingleCastBulkByCustomerId(TaskContext& ctx, std::string_view body) {
   netsvr::singleCastBulkByCustomerId::SingleCastBulkByCustomerId req;
   if (!parseBody(req, body)) return;
   ctx.forwardWhere(
-      [&](const shm::TableData& t) { return indexHasAny(t.byCustomer, req.customerids()); }, false);
+      [&](const shm::TableData& t) { return anyMayBeIn(t.customerNames, req.customerids()); },
+      false);
   forEachBulkPair(
       req.customerids(), req.data(), [&](const std::string& id, const std::string& data) {
         Shared shared(data);
@@ -110,7 +112,7 @@ void cmdSingleCastBulkByCustomerId(TaskContext& ctx, std::string_view body) {
 void cmdTopicPublish(TaskContext& ctx, std::string_view body) {
   netsvr::topicPublish::TopicPublish req;
   if (!parseBody(req, body) || req.data().empty()) return;
-  ctx.forwardWhere([&](const shm::TableData& t) { return indexHasAny(t.byTopic, req.topics()); },
+  ctx.forwardWhere([&](const shm::TableData& t) { return anyMayBeIn(t.topicNames, req.topics()); },
                    false);
   Shared shared(req.data());
   for (const auto& topic : req.topics())  // no dedup across topics, as in Go
@@ -121,7 +123,7 @@ void cmdTopicPublish(TaskContext& ctx, std::string_view body) {
 void cmdTopicPublishBulk(TaskContext& ctx, std::string_view body) {
   netsvr::topicPublishBulk::TopicPublishBulk req;
   if (!parseBody(req, body)) return;
-  ctx.forwardWhere([&](const shm::TableData& t) { return indexHasAny(t.byTopic, req.topics()); },
+  ctx.forwardWhere([&](const shm::TableData& t) { return anyMayBeIn(t.topicNames, req.topics()); },
                    false);
   forEachBulkPair(req.topics(), req.data(), [&](const std::string& topic, const std::string& data) {
     Shared shared(data);

@@ -102,7 +102,7 @@ void cmdTopicUnsubscribe(TaskContext& ctx, std::string_view body) {
 void cmdTopicDelete(TaskContext& ctx, std::string_view body) {
   netsvr::topicDelete::TopicDelete req;
   if (!parseBody(req, body) || req.topics().empty()) return;
-  ctx.forwardWhere([&](const shm::TableData& t) { return indexHasAny(t.byTopic, req.topics()); },
+  ctx.forwardWhere([&](const shm::TableData& t) { return anyMayBeIn(t.topicNames, req.topics()); },
                    true);
   std::vector<uint64_t> lost;
   for (const auto& topic : req.topics())
@@ -126,7 +126,8 @@ void cmdForceOfflineByCustomerId(TaskContext& ctx, std::string_view body) {
   netsvr::forceOfflineByCustomerId::ForceOfflineByCustomerId req;
   if (!parseBody(req, body) || req.customerids().empty()) return;
   ctx.forwardWhere(
-      [&](const shm::TableData& t) { return indexHasAny(t.byCustomer, req.customerids()); }, true);
+      [&](const shm::TableData& t) { return anyMayBeIn(t.customerNames, req.customerids()); },
+      true);
   for (const auto& id : req.customerids())
     forEachLocalOfCustomer(ctx.worker, id, [&](Conn& conn) {
       kick(ctx.worker, conn, req.data(), "forceOfflineByCustomerId");

@@ -37,7 +37,7 @@ namespace {
 
 using shm::TableData;
 
-const shm::KeySet* findIn(const shm::IndexMap& index, std::string_view name) {
+const shm::KeyGroup* findIn(const shm::IndexMap& index, std::string_view name) {
   auto it = index.find(name, shm::StableHash(), shm::StringEqual());
   return it == index.end() ? nullptr : &it->second;
 }
@@ -48,7 +48,7 @@ std::string str(const shm::ShmString& s) {
 
 // Distinct non-empty customerIds of a topic's subscribers in one table.
 void customersOfTopic(const TableData& t, std::string_view topic, std::set<std::string>& out) {
-  const shm::KeySet* keys = findIn(t.byTopic, topic);
+  const shm::KeyGroup* keys = findIn(t.byTopic, topic);
   if (!keys) return;
   for (uint64_t key : *keys) {
     auto it = t.conns.find(key);
@@ -164,7 +164,7 @@ void cmdTopicUniqIdList(TaskContext& ctx, std::string_view body) {
   auto& items = *resp.mutable_items();
   ctx.worker.router->forEachTable([&](int, const TableData& t) {
     for (const auto& topic : topics) {
-      const shm::KeySet* keys = findIn(t.byTopic, topic);
+      const shm::KeyGroup* keys = findIn(t.byTopic, topic);
       if (!keys) continue;
       auto& item = items[topic];
       for (uint64_t key : *keys) item.add_uniqids(ctx.worker.uniqIdOf(key));
@@ -185,7 +185,8 @@ void cmdTopicUniqIdCount(TaskContext& ctx, std::string_view body) {
       return;
     }
     for (const auto& topic : topics)
-      if (const shm::KeySet* keys = findIn(t.byTopic, topic)) items[topic] += int32_t(keys->size());
+      if (const shm::KeyGroup* keys = findIn(t.byTopic, topic))
+        items[topic] += int32_t(keys->size());
   });
   ctx.reply(resp);
 }
@@ -220,7 +221,7 @@ void cmdTopicCustomerIdToUniqIdsList(TaskContext& ctx, std::string_view body) {
     for (const auto& id : customers) connsOf[id];
   ctx.worker.router->forEachTable([&](int, const TableData& t) {
     for (auto& [id, list] : connsOf)
-      if (const shm::KeySet* keys = findIn(t.byCustomer, id))
+      if (const shm::KeyGroup* keys = findIn(t.byCustomer, id))
         for (uint64_t key : *keys) list.push_back(ctx.worker.uniqIdOf(key));
   });
   netsvr::topicCustomerIdToUniqIdsListResp::TopicCustomerIdToUniqIdsListResp resp;
@@ -263,7 +264,7 @@ void cmdConnInfoByCustomerId(TaskContext& ctx, std::string_view body) {
   auto& items = *resp.mutable_items();
   ctx.worker.router->forEachTable([&](int, const TableData& t) {
     for (const auto& id : distinct) {
-      const shm::KeySet* keys = findIn(t.byCustomer, id);
+      const shm::KeyGroup* keys = findIn(t.byCustomer, id);
       if (!keys) continue;
       auto& list = items[id];
       for (uint64_t key : *keys) {

@@ -52,13 +52,11 @@ void forEachLocalOfTopic(Worker& w, std::string_view topic, F&& f) {
   forEachLocalIn(w, w.table->unlockedData().byTopic, topic, f);
 }
 
-// Does the index hold any of the (non-empty) names?
+// May the index of these names (another worker's NamePresence) hold any of the non-empty ones?
 template <class Range>
-bool indexHasAny(const shm::IndexMap& index, const Range& names) {
-  for (const auto& name : names)
-    if (!name.empty() &&
-        index.find(std::string_view(name), shm::StableHash(), shm::StringEqual()) != index.end())
-      return true;
+bool anyMayBeIn(const shm::NamePresence& names, const Range& wanted) {
+  for (const auto& name : wanted)
+    if (!name.empty() && names.mayHold(std::string_view(name))) return true;
   return false;
 }
 
