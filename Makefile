@@ -6,7 +6,7 @@ CONFIG ?= etc/netsvr.toml
 PYTHON ?= /usr/bin/python3
 FUZZ_SECONDS ?= 60
 
-.PHONY: deps build run demo demo-screenshots test unit san-build unit-asan fuzz integration bench soak reload-go deb clean format
+.PHONY: deps build run demo demo-screenshots test unit san-build unit-asan fuzz integration bench long soak reload-go deb clean format
 
 deps:
 	@bash scripts/install-deps.sh
@@ -60,6 +60,11 @@ deb: build
 
 bench: build
 	@bash scripts/bench.sh
+
+# Tests that take minutes each (a client held past lws's 310 s validity window).
+long: build
+	@NETSVR_LONG=1 NETSVR_BIN=$(abspath $(BUILD))/netsvr NETSVR_PROTO_PY=$(abspath $(BUILD))/proto_py \
+	  $(PYTHON) -m pytest -q tests/integration/test_long_lived.py
 
 # Steady load with faults (reloads, worker kills, churn, hostile clients) for SOAK_MINUTES
 # (default 10); appends its table to docs/RELIABILITY.md.
