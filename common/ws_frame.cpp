@@ -102,6 +102,23 @@ bool validCloseCode(uint16_t code) {
   return true;
 }
 
+size_t serverFrameHeader(uint8_t opcode, uint64_t length, uint8_t* out) {
+  out[0] = uint8_t(0x80 | (opcode & 0x0F));  // FIN, no RSV bits
+  if (length < 126) {
+    out[1] = uint8_t(length);
+    return 2;
+  }
+  if (length <= 0xFFFF) {
+    out[1] = 126;
+    out[2] = uint8_t(length >> 8);
+    out[3] = uint8_t(length);
+    return 4;
+  }
+  out[1] = 127;
+  for (int i = 0; i < 8; ++i) out[2 + i] = uint8_t(length >> (8 * (7 - i)));
+  return 10;
+}
+
 std::string closePayload(uint16_t code, std::string_view reason) {
   std::string payload;
   payload.push_back(char(code >> 8));

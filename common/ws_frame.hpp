@@ -1,6 +1,7 @@
 // Inbound websocket frames (client -> gateway) checked against PROTOCOL.md §6.1. Pure code: the
 // worker reads the bytes (worker/ws_read.cpp) and acts on what this says. Outbound frames are
-// built by libwebsockets; docs/DESIGN.md ("Reading client frames") says why inbound ones are not.
+// built by libwebsockets, but for the headers of the io_uring path (serverFrameHeader());
+// docs/DESIGN.md ("Reading client frames", "Writing to clients") says why.
 #pragma once
 
 #include <cstddef>
@@ -64,6 +65,12 @@ class MessageState {
   uint8_t opcode_ = 0;  // of the open message
   bool compressed_ = false;
 };
+
+// The header of an unmasked, final frame from us (RFC 6455 §5.2): 2, 4 or 10 bytes written to
+// `out`, their count returned. For the io_uring send path only (worker/ws_write.cpp), which must
+// hold a frame's bytes in its own buffers; every other frame is built by libwebsockets.
+inline constexpr size_t kMaxServerHeader = 10;
+size_t serverFrameHeader(uint8_t opcode, uint64_t length, uint8_t* out);
 
 // Our Close frame's payload (§6.3): the 2-byte status code, then the reason cropped to 123 bytes.
 std::string closePayload(uint16_t code, std::string_view reason);

@@ -2,7 +2,7 @@
 # Installs the Debian packages that the build and the tests need. Idempotent: quiet and fast
 # when everything is already present.
 set -euo pipefail
-PKGS=(cmake make pkg-config g++ libuv1-dev libwebsockets-dev libwebsockets-evlib-uv
+PKGS=(cmake make pkg-config g++ libuv1-dev libwebsockets-dev libwebsockets-evlib-uv liburing-dev
   libprotobuf-dev protobuf-compiler libboost-dev libcli11-dev doctest-dev libtomlplusplus-dev
   libcurl4-openssl-dev libssl-dev zlib1g-dev libsystemd-dev dpkg-dev
   python3 python3-websockets python3-protobuf python3-pytest python3-aiohttp

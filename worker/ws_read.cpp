@@ -62,6 +62,9 @@ void WsServer::startReading(Conn& conn) {
   uv_poll_start(&r->poll, UV_READABLE, onReadable);
   r->polling = true;
   lws_rx_flow_control(conn.wsi, 0);  // lws no longer reads the socket
+  // Data frames go out through io_uring, framed by us; a compressed connection's frames are
+  // deflated inside lws_write (worker/pm_deflate_lws.cpp), so they stay with lws.
+  if (uring_ && !(conn.flags & Conn::Compressed)) conn.flags |= Conn::Uring;
 }
 
 void WsServer::stopReading(Conn& conn) {
@@ -241,6 +244,7 @@ void WsServer::failConnection(Conn& conn, std::string_view closePayload) {
   enqueue(conn, OutMessage::make(closePayload, OutMessage::Close));
   conn.lastActive = monotonicSeconds();  // a frame stuck behind a full window: sweep() ends it
   writeQueued(conn);                     // kills the connection once the frame is out
+  if (uring_) uring_->submit();
 }
 
 void WsServer::killNow(Conn& conn, bool dropUnsent) {
@@ -266,6 +270,7 @@ void WsServer::killNow(Conn& conn, bool dropUnsent) {
 void WsServer::queueControl(Conn& conn, OutMessage* message) {
   enqueue(conn, message);
   writeQueued(conn);
+  if (uring_) uring_->submit();
 }
 
 // lws parsed the frame (wss, or no descriptor left for our reader); its payload arrives here in

@@ -147,8 +147,6 @@ http::HandshakeRules WsServer::handshakeRules() const {
   return rules;
 }
 
-WsServer::~WsServer() = default;
-
 void WsServer::start() {
   lws_set_log_level(LLL_ERR | (log::enabled(log::Level::Debug) ? LLL_WARN : 0), lwsLog);
   void* loops[] = {worker_.loop};
@@ -200,6 +198,13 @@ void WsServer::start() {
   uv_prepare_init(worker_.loop, flushPrepare_);
   const char* batching = getenv("NETSVR_WRITE_BATCHING");
   batchWrites_ = !(batching && strcmp(batching, "0") == 0);
+  // io_uring sends need our reader (no TLS) and the batch; NETSVR_IO_URING=0 turns them off.
+  const char* uring = getenv("NETSVR_IO_URING");
+  if (batchWrites_ && ownReader_ && !(uring && strcmp(uring, "0") == 0)) {
+    std::string why;
+    uring_ = UringSender::create(worker_.loop, why);
+    if (!uring_) LOG_INFO("client frames are sent one send(2) each: %s", why.c_str());
+  }
 }
 
 void WsServer::link(Conn* conn) {
@@ -221,6 +226,7 @@ void WsServer::freeConn(Conn* conn) {
   if (conn->handshake && conn->handshake->callbackId)
     worker_.http->cancel(conn->handshake->callbackId);
   dropQueue(*conn);
+  dropFlight(*conn);
   releaseReader(conn->reader);
   conn->reader = nullptr;
   if (conn->flags & Conn::FlushDue) dirty_[conn->dirtyIndex] = nullptr;
@@ -565,6 +571,7 @@ void WsServer::checkStopped() {
 // With a foreign loop lws must be destroyed twice: once inside the loop (it closes its handles)
 // and once after uv_run has returned (it frees the rest) — LWS-NOTES.md.
 void WsServer::destroyContext() {
+  uring_.reset();  // its eventfd handle closes in the loop run that follows
   if (!context_) return;
   lws_context_destroy(context_);
   if (++destroyCalls_ == 2) context_ = nullptr;

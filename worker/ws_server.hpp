@@ -7,6 +7,7 @@
 #include "common/request_head.hpp"
 #include "common/token_bucket.hpp"
 #include "common/ws_frame.hpp"
+#include "worker/uring_sender.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -48,6 +49,7 @@ struct OutMessage {
 
 struct Handshake;
 struct WsReader;
+struct SendFlight;
 
 struct Conn {
   enum Phase : uint8_t { Adopting, Http, Opening, Open, Closing };
@@ -58,6 +60,7 @@ struct Conn {
     FlushDue = 8,         // in the write batch of this loop iteration (dirtyIndex is its place)
     Compressed = 16,      // permessage-deflate was negotiated
     KillAfterClose = 32,  // close TCP as soon as our close frame is written (§6.1, §6.3)
+    Uring = 64,           // data frames go out through io_uring (ws_write.cpp), not lws_write
   };
   struct OutNode {
     OutMessage* message;
@@ -71,6 +74,7 @@ struct Conn {
   OutNode* outTail = nullptr;
   std::unique_ptr<Handshake> handshake;  // only until open processing is done
   WsReader* reader = nullptr;            // inbound frames (worker/ws_read.cpp), once open
+  SendFlight* flight = nullptr;          // data frames handed to io_uring and not yet all sent
   uint64_t key = 0;                      // (acceptTime << 32) | counter, see uniqid.hpp
   uint32_t lastActive = 0;               // monotonic seconds
   uint32_t queuedBytes = 0;              // outbound payload bytes waiting in the queue
@@ -174,6 +178,14 @@ class WsServer {
   int writeProtocolOf(uint8_t kind) const;  // an lws_write_protocol
   void flushDirty();
   void writeFailed(Conn& conn);
+  // io_uring path (Conn::Uring): hands the leading data frames to the kernel in one sendmsg.
+  int writeQueuedUring(Conn& conn);
+  int writeQueuedLws(Conn& conn);
+  static void onFlightDone(UringSender::Op* op, int result);
+  void finishFlight(SendFlight* flight, int result);
+  SendFlight* newFlight();
+  void recycle(SendFlight* flight);
+  void dropFlight(Conn& conn);
   void freeConn(Conn* conn);
   void checkStopped();
 
@@ -191,6 +203,9 @@ class WsServer {
   uv_prepare_t* flushPrepare_ = nullptr;
   std::vector<Conn*> dirty_;  // connections with frames to write at the end of this iteration
   bool batchWrites_ = true;
+  // Sends through io_uring: null where the kernel refuses it or NETSVR_IO_URING=0.
+  std::unique_ptr<UringSender> uring_;
+  std::vector<SendFlight*> spareFlights_;  // finished flights, reused
   Conn* head_ = nullptr;
   int64_t sockets_ = 0;           // accepted TCP connections still open (Go's online count)
   int64_t peakSockets_ = 0;       // since the last malloc_trim

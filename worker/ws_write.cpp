@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -88,7 +89,10 @@ void WsServer::deliver(Conn& conn, OutMessage* message) {
     // A burst to one client: hand it to the kernel now rather than holding it all until the end
     // of the iteration (it counts against SendQueueLimit while it waits here). With an unsent
     // rest inside lws, POLLOUT is already asked for.
-    if (conn.queuedBytes >= kBatchFlushBytes && !lws_partial_buffered(conn.wsi)) writeQueued(conn);
+    if (conn.queuedBytes >= kBatchFlushBytes && !lws_partial_buffered(conn.wsi)) {
+      writeQueued(conn);
+      if (uring_) uring_->submit();
+    }
     return;
   }
   // A non-empty queue that is not in this iteration's batch waits for POLLOUT.
@@ -123,6 +127,7 @@ void WsServer::flushDirty() {
     if (conn->phase != Conn::Open) continue;
     writeQueued(*conn);
   }
+  if (uring_) uring_->submit();  // the batch's sendmsgs, one system call per 256
   dirty_.clear();
   uv_check_stop(flushCheck_);
   uv_prepare_stop(flushPrepare_);
@@ -136,6 +141,10 @@ void WsServer::writeFailed(Conn& conn) {
 }
 
 int WsServer::writeQueued(Conn& conn) {
+  return (conn.flags & Conn::Uring) ? writeQueuedUring(conn) : writeQueuedLws(conn);
+}
+
+int WsServer::writeQueuedLws(Conn& conn) {
   int fd = -1;
   int rc = 0;
   while (conn.outHead && !lws_partial_buffered(conn.wsi)) {
@@ -220,7 +229,147 @@ void WsServer::closePolitely(Conn& conn, uint16_t code, std::string_view reason)
 }
 
 int WsServer::onWritable(Conn& conn) {
-  return writeQueued(conn);
+  int rc = writeQueued(conn);
+  if (uring_) uring_->submit();
+  return rc;
+}
+
+// ---- the io_uring path -----------------------------------------------------------------------
+
+// The leading data frames of a connection's queue, handed to the kernel as one sendmsg: a
+// header of ours and the shared payload per frame. Close and Pong frames still go through
+// lws_write (writeQueuedLws), once no flight is under way, so lws knows of the close.
+struct SendFlight : UringSender::Op {
+  static constexpr uint32_t kFrames = 32;         // frames per sendmsg at most
+  static constexpr uint32_t kBytes = 256 * 1024;  // no frame is added past this many bytes
+  WsServer* server = nullptr;
+  Conn* conn = nullptr;   // null once the connection was freed while the kernel held the flight
+  bool inKernel = false;  // queued or submitted, its completion not yet run
+  uint32_t frames = 0;
+  uint32_t iovCount = 0;
+  uint32_t nextIov = 0;  // the first iovec not yet sent in full (after a partial send)
+  OutMessage* messages[kFrames];
+  uint8_t heads[kFrames][ws::kMaxServerHeader];
+  iovec iov[2 * kFrames];
+};
+
+WsServer::~WsServer() {
+  for (SendFlight* f : spareFlights_) delete f;
+}
+
+SendFlight* WsServer::newFlight() {
+  if (spareFlights_.empty()) {
+    auto* f = new SendFlight;
+    f->server = this;
+    f->done = onFlightDone;
+    return f;
+  }
+  SendFlight* f = spareFlights_.back();
+  spareFlights_.pop_back();
+  return f;
+}
+
+void WsServer::recycle(SendFlight* f) {
+  for (uint32_t i = 0; i < f->frames; ++i) f->messages[i]->release();
+  f->frames = f->iovCount = f->nextIov = 0;
+  f->conn = nullptr;
+  f->inKernel = false;
+  constexpr size_t kSpares = 64;  // ~1.7 KiB each
+  if (spareFlights_.size() < kSpares)
+    spareFlights_.push_back(f);
+  else
+    delete f;
+}
+
+void WsServer::dropFlight(Conn& conn) {
+  SendFlight* f = conn.flight;
+  if (!f) return;
+  conn.flight = nullptr;
+  if (f->inKernel) {
+    f->conn = nullptr;  // its completion recycles it
+    uring_->cancel(f);  // it may wait for a client that reads no more
+    uring_->submit();
+  } else {
+    recycle(f);
+  }
+}
+
+int WsServer::writeQueuedUring(Conn& conn) {
+  int fd = int(lws_get_socket_fd(conn.wsi));
+  if (SendFlight* f = conn.flight) {
+    if (!f->inKernel && fd >= 0) {  // stopped by a full socket; now writable: the rest
+      f->inKernel = true;
+      uring_->queue(fd, f);
+    }
+    return 0;  // the rest of the queue follows the flight's completion
+  }
+  if (fd < 0 || !conn.outHead || !isData(conn.outHead->message->kind) ||
+      lws_partial_buffered(conn.wsi))
+    return writeQueuedLws(conn);
+  SendFlight* f = newFlight();
+  uint32_t bytes = 0;
+  while (conn.outHead && f->frames < SendFlight::kFrames && bytes < SendFlight::kBytes &&
+         isData(conn.outHead->message->kind)) {
+    Conn::OutNode* node = conn.outHead;
+    conn.outHead = node->next;
+    if (!conn.outHead) conn.outTail = nullptr;
+    OutMessage* message = node->message;
+    delete node;
+    conn.queuedBytes -= message->size;
+    uint32_t i = f->frames++;
+    f->messages[i] = message;
+    uint8_t opcode = writeProtocolOf(message->kind) == LWS_WRITE_BINARY ? ws::kBinary : ws::kText;
+    size_t head = ws::serverFrameHeader(opcode, message->size, f->heads[i]);
+    f->iov[f->iovCount++] = {f->heads[i], head};
+    f->iov[f->iovCount++] = {message->payload(), message->size};
+    bytes += message->size;
+  }
+  f->msg.msg_iov = f->iov;
+  f->msg.msg_iovlen = f->iovCount;
+  f->conn = &conn;
+  f->inKernel = true;
+  conn.flight = f;
+  uring_->queue(fd, f);
+  return 0;
+}
+
+void WsServer::onFlightDone(UringSender::Op* op, int result) {
+  auto* f = static_cast<SendFlight*>(op);
+  f->server->finishFlight(f, result);
+}
+
+void WsServer::finishFlight(SendFlight* f, int result) {
+  f->inKernel = false;
+  Conn* conn = f->conn;
+  if (!conn) {  // freed while the kernel held it
+    recycle(f);
+    return;
+  }
+  if (result < 0 && result != -EAGAIN && result != -EWOULDBLOCK && result != -EINTR) {
+    conn->flight = nullptr;
+    recycle(f);
+    writeFailed(*conn);
+    return;
+  }
+  size_t sent = result > 0 ? size_t(result) : 0;
+  while (f->nextIov < f->iovCount && sent >= f->iov[f->nextIov].iov_len)
+    sent -= f->iov[f->nextIov++].iov_len;
+  if (f->nextIov < f->iovCount) {
+    // The socket took part of it: the rest goes when it is writable again (onWritable).
+    if (log::enabled(log::Level::Debug))
+      LOG_DEBUG("client %s: the socket is full (%d bytes taken): the rest waits for POLLOUT",
+                worker_.uniqIdOf(conn->key).c_str(), result);
+    iovec& partial = f->iov[f->nextIov];
+    partial.iov_base = static_cast<char*>(partial.iov_base) + sent;
+    partial.iov_len -= sent;
+    f->msg.msg_iov = f->iov + f->nextIov;
+    f->msg.msg_iovlen = f->iovCount - f->nextIov;
+    lws_callback_on_writable(conn->wsi);
+    return;
+  }
+  conn->flight = nullptr;
+  recycle(f);
+  writeQueued(*conn);  // what was queued meanwhile, or the Close frame
 }
 
 }  // namespace netsvr

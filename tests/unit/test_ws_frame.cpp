@@ -150,3 +150,35 @@ TEST_CASE("UTF-8: well-formed text only") {
   CHECK_FALSE(validUtf8("abc\xCE"));               // truncated
   CHECK_FALSE(validUtf8("abcdefgh\xCE\xBA\xCE"));  // truncated after the word loop
 }
+
+TEST_CASE("serverFrameHeader: FIN, the opcode, no mask, and the shortest length form") {
+  struct Case {
+    uint8_t opcode;
+    uint64_t length;
+    std::string header;
+  };
+  const Case cases[] = {
+      {kText, 0, std::string("\x81\x00", 2)},
+      {kText, 125, "\x81\x7d"},
+      {kBinary, 126, std::string("\x82\x7e\x00\x7e", 4)},
+      {kText, 65535, "\x81\x7e\xff\xff"},
+      {kText, 65536, std::string("\x81\x7f\x00\x00\x00\x00\x00\x01\x00\x00", 10)},
+      {kBinary, 0x0102030405060708ull, "\x82\x7f\x01\x02\x03\x04\x05\x06\x07\x08"},
+  };
+  for (const Case& c : cases) {
+    uint8_t out[kMaxServerHeader] = {};
+    size_t n = serverFrameHeader(c.opcode, c.length, out);
+    CAPTURE(c.length);
+    CHECK(std::string(reinterpret_cast<char*>(out), n) == c.header);
+    // and our own parser reads back what it says
+    FrameHeader h;
+    std::string bytes(reinterpret_cast<char*>(out), n);
+    REQUIRE(parseHeader(bytes, h));
+    CHECK(h.fin);
+    CHECK(h.rsv == 0);
+    CHECK(h.opcode == c.opcode);
+    CHECK_FALSE(h.masked);
+    CHECK(h.length == c.length);
+    CHECK(h.size == n);
+  }
+}
