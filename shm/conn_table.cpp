@@ -48,8 +48,8 @@ void ConnTable::reportFull(const char* what) {
             static_cast<unsigned long long>(segment_->get_free_memory()));
 }
 
-void ConnTable::indexAdd(IndexMap& index, NamePresence& names, std::string_view name,
-                         uint64_t key) {
+const ShmString* ConnTable::indexAdd(IndexMap& index, NamePresence& names, std::string_view name,
+                                     uint64_t key) {
   auto it = index.find(name, StableHash(), StringEqual());
   bool added = it == index.end();
   if (added) it = index.emplace(ShmString(name.data(), name.size(), alloc()), KeyGroup()).first;
@@ -60,16 +60,18 @@ void ConnTable::indexAdd(IndexMap& index, NamePresence& names, std::string_view 
     throw;
   }
   if (added) names.add(name);
+  return &it->first;
 }
 
+// `name` may be the entry's own key (a TopicRef): it is not used once the entry is erased.
 void ConnTable::indexRemove(IndexMap& index, NamePresence& names, std::string_view name,
                             uint64_t key) {
   auto it = index.find(name, StableHash(), StringEqual());
   if (it == index.end()) return;
   it->second.erase(key);
   if (!it->second.empty()) return;
-  index.erase(it);  // a topic exists only while it has subscribers
   names.remove(name);
+  index.erase(it);  // a topic exists only while it has subscribers
 }
 
 bool ConnTable::insert(uint64_t key, uint64_t localRef) {
@@ -146,13 +148,13 @@ bool ConnTable::subscribe(uint64_t key, const std::vector<std::string_view>& top
     for (std::string_view topic : topics) {
       if (topic.empty()) continue;
       bool has = std::any_of(rec.topics.begin(), rec.topics.end(),
-                             [&](const ShmString& t) { return view(t) == topic; });
+                             [&](const TopicRef& t) { return view(t) == topic; });
       if (has) continue;
-      rec.topics.emplace_back(topic.data(), topic.size(), alloc());
+      const ShmString* name = indexAdd(data_->byTopic, data_->topicNames, topic, key);
       try {
-        indexAdd(data_->byTopic, data_->topicNames, topic, key);
+        rec.topics.emplace_back(name);
       } catch (...) {
-        rec.topics.pop_back();
+        indexRemove(data_->byTopic, data_->topicNames, topic, key);
         throw;
       }
     }
@@ -182,7 +184,7 @@ size_t ConnTable::unsubscribe(uint64_t key, const std::vector<std::string_view>&
       continue;
     }
     indexRemove(data_->byTopic, data_->topicNames, t, key);
-    rec.topics[i].swap(rec.topics.back());
+    std::swap(rec.topics[i], rec.topics.back());
     rec.topics.pop_back();
     ++removed;
   }
@@ -199,7 +201,7 @@ void ConnTable::deleteTopic(std::string_view topic, std::vector<uint64_t>& lostK
     auto& list = conn->second.topics;
     for (size_t i = 0; i < list.size(); ++i) {
       if (view(list[i]) == topic) {
-        list[i].swap(list.back());
+        std::swap(list[i], list.back());
         list.pop_back();
         break;
       }

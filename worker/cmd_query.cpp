@@ -45,6 +45,9 @@ const shm::KeyGroup* findIn(const shm::IndexMap& index, std::string_view name) {
 std::string str(const shm::ShmString& s) {
   return std::string(s.data(), s.size());
 }
+std::string str(const shm::TopicRef& t) {
+  return std::string(t.data(), t.size());
+}
 
 // Distinct non-empty customerIds of a topic's subscribers in one table.
 void customersOfTopic(const TableData& t, std::string_view topic, std::set<std::string>& out) {

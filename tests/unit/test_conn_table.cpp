@@ -107,6 +107,9 @@ struct Dump {
 std::string s(const netsvr::shm::ShmString& v) {
   return std::string(v.data(), v.size());
 }
+std::string s(const netsvr::shm::TopicRef& v) {
+  return std::string(v.data(), v.size());
+}
 
 Dump dump(const TableData& d) {
   Dump out;
