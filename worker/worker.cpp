@@ -2,6 +2,7 @@
 
 #include <google/protobuf/stubs/logging.h>
 
+#include <malloc.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -332,6 +333,10 @@ void raiseFileLimit() {
 int runWorker(const WorkerOptions& options) {
   signal(SIGPIPE, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
+  // No fastbins (glibc's per-thread tcache still serves small blocks): with them every block of
+  // 1 KiB or more (a fanned-out message, a session copy) first consolidated the fastbins, ~1 %
+  // of a worker's CPU under the heavy load (docs/PERFORMANCE.md, "Sends through io_uring").
+  mallopt(M_MXFAST, 0);
   Worker w;
   try {
     w.config = loadConfig(options.configPath);

@@ -61,7 +61,7 @@ struct Worker {
   BizLinks* links = nullptr;
   PeerLinks* peers = nullptr;
   Router* router = nullptr;
-  HttpClient* http = nullptr;  // open/close callbacks
+  HttpClient* http = nullptr;    // open/close callbacks
   Handover* handover = nullptr;  // business links moving between generations on reload
 
   shm::WorkerInfo& info() const { return (*control)->workers[serial]; }

@@ -76,6 +76,10 @@ void WsServer::stopReading(Conn& conn) {
   r->message = std::string();
 }
 
+int readerFd(const WsReader* r) {
+  return r ? r->fd : -1;
+}
+
 // Called by freeConn(): the descriptor is closed with the handle.
 void releaseReader(WsReader* r) {
   if (!r) return;

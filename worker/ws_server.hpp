@@ -61,6 +61,7 @@ struct Conn {
     Compressed = 16,      // permessage-deflate was negotiated
     KillAfterClose = 32,  // close TCP as soon as our close frame is written (§6.1, §6.3)
     Uring = 64,           // data frames go out through io_uring (ws_write.cpp), not lws_write
+    LwsWrote = 128,       // a Uring connection wrote through lws: lws may hold an unsent rest
   };
   struct OutNode {
     OutMessage* message;
@@ -86,6 +87,8 @@ struct Conn {
 
 // Frees a connection's reader (worker/ws_read.cpp); its descriptor is closed with its handle.
 void releaseReader(WsReader* reader);
+// The reader's duplicate of the connection's socket (-1: none); the io_uring path sends on it.
+int readerFd(const WsReader* reader);
 
 class WsServer {
  public:
@@ -174,6 +177,10 @@ class WsServer {
   // POLLOUT); several frames go out corked, as one TCP segment where they fit. -1: write failed.
   int writeQueued(Conn& conn);
   void enqueue(Conn& conn, OutMessage* message);
+  void freeNode(Conn::OutNode* node);
+  // May lws hold part of a frame it could not send yet? (An lws call, a cache miss per
+  // connection: a Uring connection asks only after lws wrote for it.)
+  bool lwsHoldsRest(const Conn& conn) const;
   void dropQueue(Conn& conn);
   int writeProtocolOf(uint8_t kind) const;  // an lws_write_protocol
   void flushDirty();
@@ -206,6 +213,8 @@ class WsServer {
   // Sends through io_uring: null where the kernel refuses it or NETSVR_IO_URING=0.
   std::unique_ptr<UringSender> uring_;
   std::vector<SendFlight*> spareFlights_;  // finished flights, reused
+  Conn::OutNode* spareNodes_ = nullptr;    // queue nodes, reused (a malloc per delivery saved)
+  size_t spareNodeCount_ = 0;
   Conn* head_ = nullptr;
   int64_t sockets_ = 0;           // accepted TCP connections still open (Go's online count)
   int64_t peakSockets_ = 0;       // since the last malloc_trim

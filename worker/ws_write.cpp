@@ -72,7 +72,7 @@ void WsServer::deliver(Conn& conn, OutMessage* message) {
   }
   worker_.mark(6);
   worker_.mark(7, int64_t(frame));
-  bool idle = !conn.outHead && !lws_partial_buffered(conn.wsi);
+  bool idle = !conn.outHead && !lwsHoldsRest(conn);
   if (idle && !batchWrites_) {
     // Nothing waits: write now. One send(2) instead of arming POLLOUT, waking up and disarming
     // it (two epoll_ctl calls and a loop turn); lws keeps any unsent rest and finishes it itself.
@@ -89,7 +89,7 @@ void WsServer::deliver(Conn& conn, OutMessage* message) {
     // A burst to one client: hand it to the kernel now rather than holding it all until the end
     // of the iteration (it counts against SendQueueLimit while it waits here). With an unsent
     // rest inside lws, POLLOUT is already asked for.
-    if (conn.queuedBytes >= kBatchFlushBytes && !lws_partial_buffered(conn.wsi)) {
+    if (conn.queuedBytes >= kBatchFlushBytes && !lwsHoldsRest(conn)) {
       writeQueued(conn);
       if (uring_) uring_->submit();
     }
@@ -144,7 +144,13 @@ int WsServer::writeQueued(Conn& conn) {
   return (conn.flags & Conn::Uring) ? writeQueuedUring(conn) : writeQueuedLws(conn);
 }
 
+bool WsServer::lwsHoldsRest(const Conn& conn) const {
+  return (!(conn.flags & Conn::Uring) || (conn.flags & Conn::LwsWrote)) &&
+         lws_partial_buffered(conn.wsi);
+}
+
 int WsServer::writeQueuedLws(Conn& conn) {
+  if (conn.outHead) conn.flags |= Conn::LwsWrote;  // Uring connections: see lwsHoldsRest()
   int fd = -1;
   int rc = 0;
   while (conn.outHead && !lws_partial_buffered(conn.wsi)) {
@@ -158,7 +164,7 @@ int WsServer::writeQueuedLws(Conn& conn) {
     conn.outHead = node->next;
     if (!conn.outHead) conn.outTail = nullptr;
     OutMessage* message = node->message;
-    delete node;
+    freeNode(node);
     if (message->kind == OutMessage::Close) {
       rc = lws_write(conn.wsi, message->payload(), message->size, kWriteClose);
       conn.flags |= Conn::CloseSent;
@@ -197,7 +203,7 @@ void WsServer::dropQueue(Conn& conn) {
   while (Conn::OutNode* node = conn.outHead) {
     conn.outHead = node->next;
     node->message->release();
-    delete node;
+    freeNode(node);
   }
   conn.outTail = nullptr;
   conn.queuedBytes = 0;
@@ -205,12 +211,30 @@ void WsServer::dropQueue(Conn& conn) {
 
 // Appends a message (one reference, the caller's) at the tail of the connection's queue.
 void WsServer::enqueue(Conn& conn, OutMessage* message) {
-  auto* node = new Conn::OutNode{message, nullptr};
+  Conn::OutNode* node = spareNodes_;
+  if (node) {
+    spareNodes_ = node->next;
+    --spareNodeCount_;
+    *node = {message, nullptr};
+  } else {
+    node = new Conn::OutNode{message, nullptr};
+  }
   if (conn.outTail)
     conn.outTail->next = node;
   else
     conn.outHead = node;
   conn.outTail = node;
+}
+
+void WsServer::freeNode(Conn::OutNode* node) {
+  constexpr size_t kSpareNodes = 4096;  // 16 B each
+  if (spareNodeCount_ >= kSpareNodes) {
+    delete node;
+    return;
+  }
+  node->next = spareNodes_;
+  spareNodes_ = node;
+  ++spareNodeCount_;
 }
 
 void WsServer::deliver(Conn& conn, std::string_view data) {
@@ -255,6 +279,10 @@ struct SendFlight : UringSender::Op {
 
 WsServer::~WsServer() {
   for (SendFlight* f : spareFlights_) delete f;
+  while (Conn::OutNode* node = spareNodes_) {
+    spareNodes_ = node->next;
+    delete node;
+  }
 }
 
 SendFlight* WsServer::newFlight() {
@@ -295,7 +323,7 @@ void WsServer::dropFlight(Conn& conn) {
 }
 
 int WsServer::writeQueuedUring(Conn& conn) {
-  int fd = int(lws_get_socket_fd(conn.wsi));
+  int fd = readerFd(conn.reader);  // the same socket as lws's descriptor
   if (SendFlight* f = conn.flight) {
     if (!f->inKernel && fd >= 0) {  // stopped by a full socket; now writable: the rest
       f->inKernel = true;
@@ -303,8 +331,7 @@ int WsServer::writeQueuedUring(Conn& conn) {
     }
     return 0;  // the rest of the queue follows the flight's completion
   }
-  if (fd < 0 || !conn.outHead || !isData(conn.outHead->message->kind) ||
-      lws_partial_buffered(conn.wsi))
+  if (fd < 0 || !conn.outHead || !isData(conn.outHead->message->kind) || lwsHoldsRest(conn))
     return writeQueuedLws(conn);
   SendFlight* f = newFlight();
   uint32_t bytes = 0;
@@ -314,7 +341,7 @@ int WsServer::writeQueuedUring(Conn& conn) {
     conn.outHead = node->next;
     if (!conn.outHead) conn.outTail = nullptr;
     OutMessage* message = node->message;
-    delete node;
+    freeNode(node);
     conn.queuedBytes -= message->size;
     uint32_t i = f->frames++;
     f->messages[i] = message;
