@@ -49,4 +49,7 @@ def test_frames_of_every_header_size_arrive_whole_and_in_order_past_a_full_socke
     c.close()
     other.close()
     if uring == "1":  # the io_uring path was taken, and it met a full socket
-        assert "the rest waits for POLLOUT" in gw.log_path.read_text()
+        log = gw.log_path.read_text()
+        if "client frames are sent one send(2) each" in log:
+            pytest.skip("this kernel refuses io_uring: the gateway fell back to lws_write")
+        assert "the rest waits for POLLOUT" in log
