@@ -4,6 +4,7 @@
 #include <libwebsockets.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -45,7 +46,10 @@ void WsServer::acceptAll(int listenFd) {
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) LOG_WARN("accept: %s", strerror(errno));
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        pauseAccepting(errno);
+      else if (errno != EAGAIN && errno != EWOULDBLOCK)
+        LOG_WARN("accept: %s", strerror(errno));
       return;
     }
     int one = 1;
@@ -177,6 +181,38 @@ void WsServer::adopt(Conn* conn, int fd) {
   }
   conn->wsi = wsi;
   conn->phase = Conn::Http;
+}
+
+void WsServer::pauseAccepting(int err) {
+  constexpr uint64_t kAcceptPauseMs = 500;
+  ++acceptRefusals_;
+  if (acceptPause_ && uv_is_active(reinterpret_cast<uv_handle_t*>(acceptPause_))) return;
+  for (uv_poll_t* poll : acceptPolls_) uv_poll_stop(poll);
+  rlimit files{};
+  getrlimit(RLIMIT_NOFILE, &files);
+  // Each client holds two descriptors here: lws's and our reader's duplicate.
+  LOG_WARN(
+      "accept: %s with %lld client sockets open (open-files limit %llu): accepting again "
+      "in %llu ms",
+      strerror(err), static_cast<long long>(sockets_),
+      static_cast<unsigned long long>(files.rlim_cur),
+      static_cast<unsigned long long>(kAcceptPauseMs));
+  if (!acceptPause_) {
+    acceptPause_ = new uv_timer_t;
+    acceptPause_->data = this;
+    uv_timer_init(worker_.loop, acceptPause_);
+    uv_unref(reinterpret_cast<uv_handle_t*>(acceptPause_));  // keeps no loop alive
+  }
+  uv_timer_start(acceptPause_, onAcceptResume, kAcceptPauseMs, 0);
+}
+
+void WsServer::onAcceptResume(uv_timer_t* handle) {
+  auto* self = static_cast<WsServer*>(handle->data);
+  if (self->acceptRefusals_ > 1)
+    LOG_WARN("accept: %llu more refusals for lack of descriptors during the pause",
+             static_cast<unsigned long long>(self->acceptRefusals_ - 1));
+  self->acceptRefusals_ = 0;
+  for (uv_poll_t* poll : self->acceptPolls_) uv_poll_start(poll, UV_READABLE, onAcceptable);
 }
 
 void WsServer::stopAccepting() {

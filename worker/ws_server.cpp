@@ -548,10 +548,11 @@ void WsServer::whenEmpty(void (*done)(void*), void* arg) {
 
 void WsServer::checkStopped() {
   if (!stopDone_ || head_) return;
-  if (sweepTimer_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(sweepTimer_),
+  for (uv_timer_t** timer : {&sweepTimer_, &acceptPause_}) {
+    if (!*timer) continue;
+    uv_close(reinterpret_cast<uv_handle_t*>(*timer),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-    sweepTimer_ = nullptr;
+    *timer = nullptr;
   }
   if (flushCheck_) {
     uv_close(reinterpret_cast<uv_handle_t*>(flushCheck_),

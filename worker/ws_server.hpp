@@ -143,6 +143,10 @@ class WsServer {
   static void onSweep(uv_timer_t* handle);
   void abandon(Conn& conn);  // drops a socket that has not completed the upgrade
   void acceptAll(int listenFd);
+  // Out of descriptors (EMFILE and the like): accept nothing for kAcceptPauseMs instead of
+  // spinning on a listening socket that stays readable (and logging each try).
+  void pauseAccepting(int err);
+  static void onAcceptResume(uv_timer_t* handle);
   void adopt(Conn* conn, int fd);
   void link(Conn* conn);
   void unlink(Conn* conn);
@@ -202,6 +206,8 @@ class WsServer {
   lws_vhost* vhost_ = nullptr;
   std::vector<uv_poll_t*> acceptPolls_;
   uv_timer_t* sweepTimer_ = nullptr;
+  uv_timer_t* acceptPause_ = nullptr;  // while accepting is paused (pauseAccepting)
+  uint64_t acceptRefusals_ = 0;        // accept errors during the current pause
   // Write batching: deliveries of one loop iteration are queued and written after its I/O
   // callbacks (uv_check) or, for those made by timers, before the loop polls (uv_prepare), so a
   // connection that gets several frames in one iteration gets them in one send.
