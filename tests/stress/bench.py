@@ -181,9 +181,10 @@ class Bench:
     def check_limits(self) -> None:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         self.results["nofile"] = soft
-        # Each worker holds its share of the connections as file descriptors: use enough workers
-        # that a share fits under the open-files limit (at least 2).
-        per_worker = max(1, soft - 256)
+        # Each worker holds its share of the connections as file descriptors, two per client
+        # (lws's and our frame reader's duplicate): use enough workers that a share fits under
+        # the open-files limit (at least 2).
+        per_worker = max(1, (soft - 256) // 2)
         self.workers = max(2, math.ceil(self.p["conns"] * 1.1 / per_worker))
         if self.workers > 2:
             self.notes.append(f"open-files limit is {soft} (hard {hard}): {self.workers} workers hold "
