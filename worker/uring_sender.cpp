@@ -30,11 +30,13 @@ std::unique_ptr<UringSender> UringSender::create(uv_loop_t* loop, std::string& w
     why = std::string("eventfd: ") + strerror(errno);
     return nullptr;
   }
-  // Only completions posted after io_uring_enter returned signal it: the usual ones are reaped
-  // right after submitting, without a wake-up.
-  rc = io_uring_register_eventfd_async(&s->ring_, s->eventFd_);
+  // Not io_uring_register_eventfd_async: a send that waited for room completes in this
+  // process's own context (task work, run when the loop's epoll_wait is interrupted), which the
+  // "async" eventfd does not signal; the loop then slept with the completion in the ring (a
+  // client stalled for good). submit() turns the eventfd off while it reaps inline results.
+  rc = io_uring_register_eventfd(&s->ring_, s->eventFd_);
   if (rc < 0) {
-    why = std::string("io_uring_register_eventfd_async: ") + strerror(-rc);
+    why = std::string("io_uring_register_eventfd: ") + strerror(-rc);
     return nullptr;
   }
   s->poll_ = new uv_poll_t;
@@ -78,20 +80,30 @@ void UringSender::cancel(Op* op) {
 }
 
 void UringSender::submit() {
-  reap();  // completions that came meanwhile (their done() may queue more)
-  for (int tries = 0; queued_ > 0 && tries < 16; ++tries) {
-    int rc = io_uring_submit(&ring_);
-    if (rc >= 0) {
-      inKernel_ += unsigned(rc);
-      queued_ -= unsigned(rc);
-    } else if (rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
-      // EINTR, or EBUSY while completions wait, are tried again after reaping. Anything else is
-      // logged; the entries stay queued and go with the next submit().
-      LOG_ERROR("io_uring_submit: %s", strerror(-rc));
-      return;
+  do {
+    // Results reaped here need no wake-up: the eventfd is off meanwhile (a flag in the ring,
+    // no system call); it stays on for completions that come while the loop waits.
+    io_uring_cq_eventfd_toggle(&ring_, false);
+    reap();  // completions that came meanwhile (their done() may queue more)
+    // Until nothing is queued: a completion queues the connection's next frames at once, so a
+    // long queue is a chain of submits (a cap on them left its tail unsent, the client stalled).
+    // Only failures are counted.
+    int failures = 0;
+    while (queued_ > 0 && failures < 16) {
+      int rc = io_uring_submit(&ring_);
+      if (rc >= 0) {
+        inKernel_ += unsigned(rc);
+        queued_ -= unsigned(rc);
+      } else if (++failures, rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
+        // EINTR, or EBUSY while completions wait, are tried again after reaping. Anything else
+        // is logged; the entries stay queued and go with the next submit().
+        LOG_ERROR("io_uring_submit: %s", strerror(-rc));
+        break;
+      }
+      reap();
     }
-    reap();
-  }
+    io_uring_cq_eventfd_toggle(&ring_, true);
+  } while (io_uring_cq_ready(&ring_) > 0);  // posted before the eventfd was on again
 }
 
 void UringSender::reap() {
@@ -111,8 +123,8 @@ void UringSender::onEventFd(uv_poll_t* handle, int status, int) {
   uint64_t count;
   while (read(self->eventFd_, &count, sizeof count) > 0) {
   }
-  self->reap();
-  self->submit();
+  LOG_DEBUG("io_uring: sends completed after a full socket drained");
+  self->submit();  // reaps them first
 }
 
 }  // namespace netsvr

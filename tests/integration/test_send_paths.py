@@ -4,6 +4,8 @@ libwebsockets' lws_write (NETSVR_IO_URING=0, and always for wss and compressed c
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from netsvr_harness import pb
@@ -48,8 +50,38 @@ def test_frames_of_every_header_size_arrive_whole_and_in_order_past_a_full_socke
         assert got == data, f"frame {i}: payload differs"
     c.close()
     other.close()
-    if uring == "1":  # the io_uring path was taken, and it met a full socket
+    if uring == "1":
         log = gw.log_path.read_text()
         if "client frames are sent one send(2) each" in log:
             pytest.skip("this kernel refuses io_uring: the gateway fell back to lws_write")
-        assert "the rest waits for POLLOUT" in log
+        assert "the rest waits for POLLOUT" in log  # it met a full socket
+
+
+def test_io_uring_sends_that_wait_for_room_complete_and_the_queue_drains(gateway_factory):
+    """A client that does not read while thousands of small frames come: an io_uring send that
+    finds its socket full waits in the kernel and completes when the client reads (the eventfd
+    wakes the loop), and the rest of the queue follows in a chain of submits. Both once stalled
+    the client for good: the 'async' eventfd is not signalled for such completions, and a cap of
+    16 submits per batch left the tail of a long queue unsent."""
+    gw = gateway_factory({"LogLevel": "debug", "Workers": 1,
+                          "Customer": {"SendQueueLimit": 64 << 20}}, start=False)
+    gw.start()
+    log = gw.log_path.read_text()
+    if "client frames are sent one send(2) each" in log:
+        pytest.skip("this kernel refuses io_uring: the gateway fell back to lws_write")
+    biz = gw.business(events=7)
+    task = gw.task()
+    c = _open(gw, biz, "small", rcvbuf=4096)
+    count, size = 4000, 1000
+    for _ in range(count):
+        task.send(CMD.SingleCast, pb.SingleCast(uniqId=c.uniq_id, data=b"s" * size))
+    # read only once the gateway has met the full socket
+    deadline = time.monotonic() + 10
+    while "the rest waits for POLLOUT" not in gw.log_path.read_text():
+        assert time.monotonic() < deadline, "the client's socket never filled"
+        time.sleep(0.05)
+    for i in range(count):
+        fin, rsv, op, got = c.recv_frame(10)
+        assert (fin, rsv, op, got) == (True, 0, OP_TEXT, b"s" * size), f"frame {i}"
+    assert "io_uring: sends completed after a full socket drained" in gw.log_path.read_text()
+    c.close()
