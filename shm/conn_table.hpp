@@ -75,9 +75,9 @@ using IndexMap = boost::unordered_map<ShmString, KeyGroup, StableHash, StringEqu
 // hash function). Another worker deciding whether to forward a command here asks this instead of
 // the index: one cache line instead of the index's buckets and entries, which lie among the
 // sessions all over the segment, so a worker maps (and counts in its RSS) a little of each other
-// table (64 KiB per index) rather than most of it (docs/PERFORMANCE.md, "Routing-table memory"). A
-// false "maybe" costs one needless forward; a count that reaches the top stays there (a false
-// "maybe" forever).
+// table (64 KiB per index) rather than most of it (docs/PERFORMANCE.md, fourth round). A false
+// "maybe" costs one needless forward; a count that reaches the top stays there (a false "maybe"
+// forever).
 struct NamePresence {
   static constexpr uint32_t kSlots = 1u << 15;
   static uint32_t slotOf(std::string_view name) { return uint32_t(fnv1a64(name) >> 49); }

@@ -1,8 +1,9 @@
 // The connections indexed under one name of a routing table (a customerId, a topic), in shared
 // memory. A customerId nearly always has one connection and most topics have a few, so up to
 // kInline keys live in the index entry itself; a larger group moves to a hash set of its own and
-// comes back in place when it shrinks. A hash set for every name cost ~290 B per customerId
-// (Boost 1.74 allocates at least 17 buckets): docs/PERFORMANCE.md, "Routing-table memory".
+// comes back in place when it shrinks. A hash set for every name cost ~290 B more per customerId
+// (Boost 1.74 allocates at least 17 buckets): docs/PERFORMANCE.md, fourth round, "Where the
+// memory per connection went under the heavy load".
 #pragma once
 
 #include <boost/interprocess/allocators/allocator.hpp>

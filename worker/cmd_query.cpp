@@ -42,11 +42,9 @@ const shm::KeyGroup* findIn(const shm::IndexMap& index, std::string_view name) {
   return it == index.end() ? nullptr : &it->second;
 }
 
-std::string str(const shm::ShmString& s) {
+template <class S>  // a shm::ShmString or a shm::TopicRef
+std::string str(const S& s) {
   return std::string(s.data(), s.size());
-}
-std::string str(const shm::TopicRef& t) {
-  return std::string(t.data(), t.size());
 }
 
 // Distinct non-empty customerIds of a topic's subscribers in one table.

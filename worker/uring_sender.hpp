@@ -4,9 +4,10 @@
 // costs about 1.1 us before it does anything, and the kernel sends a batch to many sockets for
 // half the CPU of separate calls (docs/PERFORMANCE.md, "Sends through io_uring").
 //
-// Client sockets are non-blocking, so the kernel tries each send at once and posts its result
-// before io_uring_enter returns: submit() finds the completions right away. A completion the
-// kernel posts later (it never should for these sockets) wakes the loop through an eventfd.
+// The kernel tries each send at once and, where the socket takes all or part of it, posts the
+// result before io_uring_enter returns: submit() finds it right away. A send that finds the
+// socket full waits inside the kernel (io_uring polls the socket) and completes when the client
+// has read; that completion wakes the loop through an eventfd.
 #pragma once
 
 #include <liburing.h>
@@ -41,7 +42,6 @@ class UringSender {
   // Submits everything queued and runs done() of each completion there is, until nothing is
   // queued (a done() may queue more).
   void submit();
-  bool idle() const { return queued_ == 0 && inKernel_ == 0; }
 
  private:
   UringSender() = default;

@@ -185,8 +185,7 @@ void WsServer::adopt(Conn* conn, int fd) {
 
 void WsServer::pauseAccepting(int err) {
   constexpr uint64_t kAcceptPauseMs = 500;
-  ++acceptRefusals_;
-  if (acceptPause_ && uv_is_active(reinterpret_cast<uv_handle_t*>(acceptPause_))) return;
+  // No accept runs until the timer restarts the polls, so this logs once per pause.
   for (uv_poll_t* poll : acceptPolls_) uv_poll_stop(poll);
   rlimit files{};
   getrlimit(RLIMIT_NOFILE, &files);
@@ -208,10 +207,6 @@ void WsServer::pauseAccepting(int err) {
 
 void WsServer::onAcceptResume(uv_timer_t* handle) {
   auto* self = static_cast<WsServer*>(handle->data);
-  if (self->acceptRefusals_ > 1)
-    LOG_WARN("accept: %llu more refusals for lack of descriptors during the pause",
-             static_cast<unsigned long long>(self->acceptRefusals_ - 1));
-  self->acceptRefusals_ = 0;
   for (uv_poll_t* poll : self->acceptPolls_) uv_poll_start(poll, UV_READABLE, onAcceptable);
 }
 

@@ -247,8 +247,7 @@ void WsServer::failConnection(Conn& conn, std::string_view closePayload) {
   conn.flags |= Conn::KillAfterClose;
   enqueue(conn, OutMessage::make(closePayload, OutMessage::Close));
   conn.lastActive = monotonicSeconds();  // a frame stuck behind a full window: sweep() ends it
-  writeQueued(conn);                     // kills the connection once the frame is out
-  if (uring_) uring_->submit();
+  writeNow(conn);                        // kills the connection once the frame is out
 }
 
 void WsServer::killNow(Conn& conn, bool dropUnsent) {
@@ -273,8 +272,7 @@ void WsServer::killNow(Conn& conn, bool dropUnsent) {
 
 void WsServer::queueControl(Conn& conn, OutMessage* message) {
   enqueue(conn, message);
-  writeQueued(conn);
-  if (uring_) uring_->submit();
+  writeNow(conn);
 }
 
 // lws parsed the frame (wss, or no descriptor left for our reader); its payload arrives here in

@@ -143,8 +143,8 @@ class WsServer {
   static void onSweep(uv_timer_t* handle);
   void abandon(Conn& conn);  // drops a socket that has not completed the upgrade
   void acceptAll(int listenFd);
-  // Out of descriptors (EMFILE and the like): accept nothing for kAcceptPauseMs instead of
-  // spinning on a listening socket that stays readable (and logging each try).
+  // Out of descriptors (EMFILE and the like): accept nothing for 500 ms instead of spinning on
+  // a listening socket that stays readable (and logging each try).
   void pauseAccepting(int err);
   static void onAcceptResume(uv_timer_t* handle);
   void adopt(Conn* conn, int fd);
@@ -176,10 +176,14 @@ class WsServer {
   // dropped (RST) instead of lingering in the kernel.
   void killNow(Conn& conn, bool dropUnsent = false);
   void queueControl(Conn& conn, OutMessage* message);
-  void schedule(Conn& conn, bool wasEmpty, bool idle);
-  // Writes queued frames until the queue is empty or the socket takes no more (then asks lws for
-  // POLLOUT); several frames go out corked, as one TCP segment where they fit. -1: write failed.
+  // Hands the queued frames on: through io_uring for a Uring connection (queued there; the
+  // batch goes to the kernel at the next submit()), otherwise lws_write until the queue is empty
+  // or the socket takes no more (then POLLOUT is asked for). -1: a write failed.
   int writeQueued(Conn& conn);
+  // writeQueued() outside the end-of-iteration batch: submits at once.
+  int writeNow(Conn& conn);
+  // Takes the first message off the queue (one reference, now the caller's).
+  OutMessage* popFront(Conn& conn);
   void enqueue(Conn& conn, OutMessage* message);
   void freeNode(Conn::OutNode* node);
   // May lws hold part of a frame it could not send yet? (An lws call, a cache miss per
@@ -206,8 +210,7 @@ class WsServer {
   lws_vhost* vhost_ = nullptr;
   std::vector<uv_poll_t*> acceptPolls_;
   uv_timer_t* sweepTimer_ = nullptr;
-  uv_timer_t* acceptPause_ = nullptr;  // while accepting is paused (pauseAccepting)
-  uint64_t acceptRefusals_ = 0;        // accept errors during the current pause
+  uv_timer_t* acceptPause_ = nullptr;  // restarts accepting after pauseAccepting()
   // Write batching: deliveries of one loop iteration are queued and written after its I/O
   // callbacks (uv_check) or, for those made by timers, before the loop polls (uv_prepare), so a
   // connection that gets several frames in one iteration gets them in one send.

@@ -89,10 +89,7 @@ void WsServer::deliver(Conn& conn, OutMessage* message) {
     // A burst to one client: hand it to the kernel now rather than holding it all until the end
     // of the iteration (it counts against SendQueueLimit while it waits here). With an unsent
     // rest inside lws, POLLOUT is already asked for.
-    if (conn.queuedBytes >= kBatchFlushBytes && !lwsHoldsRest(conn)) {
-      writeQueued(conn);
-      if (uring_) uring_->submit();
-    }
+    if (conn.queuedBytes >= kBatchFlushBytes && !lwsHoldsRest(conn)) writeNow(conn);
     return;
   }
   // A non-empty queue that is not in this iteration's batch waits for POLLOUT.
@@ -144,6 +141,21 @@ int WsServer::writeQueued(Conn& conn) {
   return (conn.flags & Conn::Uring) ? writeQueuedUring(conn) : writeQueuedLws(conn);
 }
 
+int WsServer::writeNow(Conn& conn) {
+  int rc = writeQueued(conn);
+  if (uring_) uring_->submit();
+  return rc;
+}
+
+OutMessage* WsServer::popFront(Conn& conn) {
+  Conn::OutNode* node = conn.outHead;
+  conn.outHead = node->next;
+  if (!conn.outHead) conn.outTail = nullptr;
+  OutMessage* message = node->message;
+  freeNode(node);
+  return message;
+}
+
 bool WsServer::lwsHoldsRest(const Conn& conn) const {
   return (!(conn.flags & Conn::Uring) || (conn.flags & Conn::LwsWrote)) &&
          lws_partial_buffered(conn.wsi);
@@ -161,10 +173,7 @@ int WsServer::writeQueuedLws(Conn& conn) {
       int on = 1;
       if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
     }
-    conn.outHead = node->next;
-    if (!conn.outHead) conn.outTail = nullptr;
-    OutMessage* message = node->message;
-    freeNode(node);
+    OutMessage* message = popFront(conn);
     if (message->kind == OutMessage::Close) {
       rc = lws_write(conn.wsi, message->payload(), message->size, kWriteClose);
       conn.flags |= Conn::CloseSent;
@@ -200,12 +209,7 @@ int WsServer::writeQueuedLws(Conn& conn) {
 }
 
 void WsServer::dropQueue(Conn& conn) {
-  while (Conn::OutNode* node = conn.outHead) {
-    conn.outHead = node->next;
-    node->message->release();
-    freeNode(node);
-  }
-  conn.outTail = nullptr;
+  while (conn.outHead) popFront(conn)->release();
   conn.queuedBytes = 0;
 }
 
@@ -253,9 +257,7 @@ void WsServer::closePolitely(Conn& conn, uint16_t code, std::string_view reason)
 }
 
 int WsServer::onWritable(Conn& conn) {
-  int rc = writeQueued(conn);
-  if (uring_) uring_->submit();
-  return rc;
+  return writeNow(conn);
 }
 
 // ---- the io_uring path -----------------------------------------------------------------------
@@ -337,11 +339,7 @@ int WsServer::writeQueuedUring(Conn& conn) {
   uint32_t bytes = 0;
   while (conn.outHead && f->frames < SendFlight::kFrames && bytes < SendFlight::kBytes &&
          isData(conn.outHead->message->kind)) {
-    Conn::OutNode* node = conn.outHead;
-    conn.outHead = node->next;
-    if (!conn.outHead) conn.outTail = nullptr;
-    OutMessage* message = node->message;
-    freeNode(node);
+    OutMessage* message = popFront(conn);
     conn.queuedBytes -= message->size;
     uint32_t i = f->frames++;
     f->messages[i] = message;
@@ -382,7 +380,8 @@ void WsServer::finishFlight(SendFlight* f, int result) {
   while (f->nextIov < f->iovCount && sent >= f->iov[f->nextIov].iov_len)
     sent -= f->iov[f->nextIov++].iov_len;
   if (f->nextIov < f->iovCount) {
-    // The socket took part of it: the rest goes when it is writable again (onWritable).
+    // The socket took part of it: the rest goes when it is writable again (onWritable). (A
+    // send that finds it full waits in the kernel instead, and completes through the eventfd.)
     if (log::enabled(log::Level::Debug))
       LOG_DEBUG("client %s: the socket is full (%d bytes taken): the rest waits for POLLOUT",
                 worker_.uniqIdOf(conn->key).c_str(), result);
