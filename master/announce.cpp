@@ -64,16 +64,20 @@ int announceClosedConnections(const std::string& key, int deadSerial, const std:
   }
   std::string out;
   size_t count = 0;
+  auto announce = [&](uint64_t key, const auto& rec) {
+    netsvr::connClose::ConnClose close;
+    close.set_uniqid(uniqIdFromKey(prefix, key));
+    close.set_customerid(rec.customerId.data(), rec.customerId.size());
+    close.set_session(rec.session.data(), rec.session.size());
+    for (const auto& t : rec.topics) close.add_topics(t.data(), t.size());
+    appendPacket(out, kPeerClosed, close.SerializeAsString());
+    ++count;
+  };
   auto collect = [&](const shm::TableData& data) {
-    for (const auto& [k, rec] : data.conns) {
-      netsvr::connClose::ConnClose close;
-      close.set_uniqid(uniqIdFromKey(prefix, k));
-      close.set_customerid(rec.customerId.data(), rec.customerId.size());
-      close.set_session(rec.session.data(), rec.session.size());
-      for (const auto& t : rec.topics) close.add_topics(t.data(), t.size());
-      appendPacket(out, kPeerClosed, close.SerializeAsString());
-      ++count;
-    }
+    for (const auto& [k, rec] : data.conns) announce(k, rec);
+    // Clients that had left, whose ConnClose the worker had not built yet (a busy peer link).
+    if (const shm::DepartedMap* departed = table->departed())
+      for (const auto& [k, rec] : *departed) announce(k, rec);
   };
   // The owner may have died holding its lock: the table is then read as it was left.
   if (!table->read(collect)) collect(table->unlockedData());

@@ -7,14 +7,17 @@
 namespace netsvr::shm {
 namespace {
 constexpr const char* kTableObject = "netsvr.table";
-}
+// Its own named object rather than a member of TableData, so segments of layout 3 made by an older
+// master (a reload onto this binary) still open: the owner creates it.
+constexpr const char* kDepartedObject = "netsvr.departed";
+}  // namespace
 
 std::unique_ptr<ConnTable> ConnTable::create(const std::string& name, uint64_t sizeBytes) {
   bip::shared_memory_object::remove(name.c_str());
   auto segment = std::make_unique<Segment>(bip::create_only, name.c_str(), sizeBytes, nullptr,
                                            bip::permissions(0600));
   auto* data = segment->construct<TableData>(kTableObject)(segment->get_segment_manager());
-  return std::unique_ptr<ConnTable>(new ConnTable(std::move(segment), data, false));
+  return std::unique_ptr<ConnTable>(new ConnTable(std::move(segment), data, nullptr, false));
 }
 
 std::unique_ptr<ConnTable> ConnTable::open(const std::string& name, bool owner,
@@ -31,7 +34,12 @@ std::unique_ptr<ConnTable> ConnTable::open(const std::string& name, bool owner,
               " is not the layout this binary reads (" + std::to_string(kTableLayoutVersion) + ")";
       return nullptr;
     }
-    return std::unique_ptr<ConnTable>(new ConnTable(std::move(segment), found.first, owner));
+    DepartedMap* departed = owner ? segment->find_or_construct<DepartedMap>(kDepartedObject)(
+                                        0, KeyHash(), std::equal_to<uint64_t>(),
+                                        Alloc<char>(segment->get_segment_manager()))
+                                  : segment->find<DepartedMap>(kDepartedObject).first;
+    return std::unique_ptr<ConnTable>(
+        new ConnTable(std::move(segment), found.first, departed, owner));
   } catch (const std::exception& e) {
     error = name + ": " + e.what();
     return nullptr;
@@ -101,6 +109,45 @@ bool ConnTable::erase(uint64_t key, ConnSnapshot* out) {
     indexRemove(data_->byCustomer, data_->customerNames, view(rec.customerId), key);
   for (const auto& t : rec.topics) indexRemove(data_->byTopic, data_->topicNames, view(t), key);
   data_->conns.erase(it);
+  return true;
+}
+
+bool ConnTable::depart(uint64_t key) {
+  RobustLock lock(data_->mutex);
+  auto it = data_->conns.find(key);
+  if (it == data_->conns.end() || !departed_) return false;
+  ConnRecord& rec = it->second;
+  try {
+    DepartedRecord gone(alloc());
+    gone.topics.reserve(rec.topics.size());
+    for (const auto& t : rec.topics) gone.topics.emplace_back(t.data(), t.size(), alloc());
+    auto [slot, added] = departed_->emplace(key, std::move(gone));
+    if (!added) return false;                      // cannot happen: a key is in one of the two maps
+    slot->second.customerId.swap(rec.customerId);  // same allocator: the bytes stay in place
+    slot->second.session.swap(rec.session);
+  } catch (const bip::bad_alloc&) {
+    return false;  // nothing changed; the caller erases with a snapshot instead
+  }
+  const std::string_view customerId = view(departed_->find(key)->second.customerId);
+  if (!customerId.empty()) indexRemove(data_->byCustomer, data_->customerNames, customerId, key);
+  for (const auto& t : rec.topics) indexRemove(data_->byTopic, data_->topicNames, view(t), key);
+  data_->conns.erase(it);
+  return true;
+}
+
+bool ConnTable::takeDeparted(uint64_t key, ConnSnapshot* out) {
+  if (!departed_) return false;
+  RobustLock lock(data_->mutex);
+  auto it = departed_->find(key);
+  if (it == departed_->end()) return false;
+  if (out) {
+    const DepartedRecord& rec = it->second;
+    out->customerId.assign(rec.customerId.data(), rec.customerId.size());
+    out->session.assign(rec.session.data(), rec.session.size());
+    out->topics.clear();
+    for (const auto& t : rec.topics) out->topics.emplace_back(t.data(), t.size());
+  }
+  departed_->erase(it);
   return true;
 }
 

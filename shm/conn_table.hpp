@@ -116,6 +116,20 @@ struct TableData {
   std::atomic<uint64_t> fullErrors{0};  // writes refused because the segment was full
 };
 
+// A connection that left the table and whose ConnClose is not built yet (the peer link it goes to
+// was busy): out of the connection map, the indexes and the counts, so no command or query sees
+// it, but its customerId, session and topics stay here rather than in a heap copy queued for the
+// link (10,000 clients leaving at once queued 10 MiB of ConnClose events on a peer link; these
+// bytes are already resident in the segment). A crash announcer announces these too.
+struct DepartedRecord {
+  explicit DepartedRecord(const Alloc<char>& a) : customerId(a), session(a), topics(a) {}
+  ShmString customerId;
+  ShmString session;
+  bip::vector<ShmString, Alloc<ShmString>> topics;  // copies: the index entries may be gone
+};
+using DepartedMap = boost::unordered_map<uint64_t, DepartedRecord, KeyHash, std::equal_to<uint64_t>,
+                                         Alloc<std::pair<const uint64_t, DepartedRecord>>>;
+
 // What a connection looked like when it left the table (for ConnClose).
 struct ConnSnapshot {
   std::string customerId;
@@ -142,6 +156,13 @@ class ConnTable {
   bool insert(uint64_t key, uint64_t localRef);
   // Removes the connection and its index entries; fills `out` when given. False if unknown.
   bool erase(uint64_t key, ConnSnapshot* out);
+  // Removes the connection from the map, the indexes and the counts like erase(), but keeps what
+  // its ConnClose carries as a departed record until takeDeparted(). False if unknown or if the
+  // segment is full (the connection is then untouched: erase it instead).
+  bool depart(uint64_t key);
+  // Fills `out` (when given) from the departed record and frees it. False if there is none.
+  bool takeDeparted(uint64_t key, ConnSnapshot* out);
+  size_t departedCount() const { return departed_ ? departed_->size() : 0; }
   bool setSession(uint64_t key, std::string_view session);
   // "" unbinds.
   bool setCustomerId(uint64_t key, std::string_view customerId);
@@ -167,12 +188,15 @@ class ConnTable {
     return true;
   }
   const TableData& unlockedData() const { return *data_; }  // owner only
+  // The departed records (a separate object in the segment, created by the owner; null if it
+  // never was). Read inside read(), like the table.
+  const DepartedMap* departed() const { return departed_; }
   uint64_t fullErrors() const { return data_->fullErrors.load(); }
   uint64_t freeBytes() const { return segment_->get_free_memory(); }  // for tests and logs
 
  private:
-  ConnTable(std::unique_ptr<Segment> segment, TableData* data, bool owner)
-      : segment_(std::move(segment)), data_(data), owner_(owner) {}
+  ConnTable(std::unique_ptr<Segment> segment, TableData* data, DepartedMap* departed, bool owner)
+      : segment_(std::move(segment)), data_(data), departed_(departed), owner_(owner) {}
   Alloc<char> alloc() const { return Alloc<char>(segment_->get_segment_manager()); }
   // Returns the index's own copy of the name.
   const ShmString* indexAdd(IndexMap& index, NamePresence& names, std::string_view name,
@@ -182,6 +206,7 @@ class ConnTable {
 
   std::unique_ptr<Segment> segment_;
   TableData* data_;
+  DepartedMap* departed_;
   bool owner_;
 };
 

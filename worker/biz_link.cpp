@@ -11,10 +11,12 @@
 #include "cmd.pb.h"
 #include "common/log.hpp"
 #include "common/packet.hpp"
+#include "shm/conn_table.hpp"
 #include "worker/handover.hpp"
 #include "worker/peer_links.hpp"
 #include "worker/router.hpp"
 #include "worker/worker.hpp"
+#include "worker/ws_server.hpp"
 
 namespace netsvr {
 
@@ -525,10 +527,29 @@ void BizLinks::emitEvent(Event event, uint32_t cmd, const std::string& body) {
   sendNow(event, cmd, body);
 }
 
-void BizLinks::sendNow(Event event, uint32_t cmd, const std::string& body) {
+void BizLinks::emitClose(uint64_t key) {
+  refreshReceivers();
+  if (receivers_[eventIndex(Event::OnClose)].empty() || !held_.empty()) {
+    emitEvent(Event::OnClose, netsvr::cmd::ConnClose, worker.ws->takeCloseBody(key));
+    return;
+  }
+  Receiver r = nextReceiver(Event::OnClose);
+  if (r.serial == uint32_t(worker.serial)) {
+    deliverFromPeer(r.linkId, encodePacket(netsvr::cmd::ConnClose, worker.ws->takeCloseBody(key)));
+  } else if (!worker.peers->sendClose(int(r.serial), r.linkId, key)) {
+    worker.table->takeDeparted(key, nullptr);
+    worker.mark(10);
+  }
+}
+
+BizLinks::Receiver BizLinks::nextReceiver(Event event) {
   auto& list = receivers_[eventIndex(event)];
   uint64_t turn = (*worker.control)->registry.roundRobin[eventIndex(event)].fetch_add(1);
-  const Receiver& r = list[turn % list.size()];
+  return list[turn % list.size()];
+}
+
+void BizLinks::sendNow(Event event, uint32_t cmd, const std::string& body) {
+  Receiver r = nextReceiver(event);
   std::string packet = encodePacket(cmd, body);
   if (r.serial == uint32_t(worker.serial)) {
     deliverFromPeer(r.linkId, std::move(packet));

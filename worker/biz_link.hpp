@@ -108,6 +108,10 @@ class BizLinks {
   bool hasReceiver(Event event);
   // Sends an event packet to one registered business, round robin over all workers' links.
   void emitEvent(Event event, uint32_t cmd, const std::string& body);
+  // The ConnClose of a departed connection (WsServer::takeCloseBody builds it): to a link of
+  // ours at once; to another worker's link through the peer link, which builds it once the link
+  // has room.
+  void emitClose(uint64_t key);
   // A peer asks us to write an event packet to one of our links.
   void deliverFromPeer(uint32_t linkId, std::string packet);
 
@@ -165,6 +169,7 @@ class BizLinks {
   void hold(Event event, uint32_t cmd, const std::string& body);
   void flushHeld();
   void sendNow(Event event, uint32_t cmd, const std::string& body);
+  Receiver nextReceiver(Event event);  // round robin over every worker's registered links
   std::vector<Held> held_;
   size_t heldBytes_ = 0;
   uv_timer_t* heldTimer_ = nullptr;

@@ -8,10 +8,12 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <deque>
 
 #include "cmd.pb.h"
 #include "common/log.hpp"
 #include "common/unix_socket.hpp"
+#include "shm/conn_table.hpp"
 #include "shm/names.hpp"
 #include "worker/biz_link.hpp"
 #include "worker/handover.hpp"
@@ -33,6 +35,15 @@ struct PeerLinks::Link {
   uint32_t incarnation = 0;
   PacketDecoder decoder{kMaxPeerPacket};
   bool closing = false;
+  // Frames waiting for the link to have room, in order. An entry without a frame is the ConnClose
+  // of a departed connection, built when its turn comes; once one waits, every later frame on
+  // this link waits behind it (a fence acknowledgement must follow every event before it).
+  struct Pending {
+    std::string frame;
+    uint64_t closeKey = 0;
+    uint32_t linkId = 0;
+  };
+  std::deque<Pending> backlog;
 
   void close() {
     if (closing) return;
@@ -67,6 +78,16 @@ void PeerLinks::stop() {
 
 void PeerLinks::forget(Link* link) {
   all_.erase(link);
+  for (auto& p : link->backlog) {  // lost with the link, like the writes libuv cancels
+    if (p.frame.empty()) {
+      --waitingCloses_;
+      worker_.table->takeDeparted(p.closeKey, nullptr);
+      worker_.mark(10);
+    } else {
+      queued_ -= p.frame.size();
+    }
+  }
+  link->backlog.clear();
   if (link->serial >= 0) {
     auto it = outbound_.find(link->serial);
     if (it != outbound_.end() && it->second == link) outbound_.erase(it);
@@ -217,38 +238,93 @@ PeerLinks::Link* PeerLinks::outboundTo(int serial) {
   return link;
 }
 
+std::string PeerLinks::frame(uint32_t cmd, std::string_view head, std::string_view body) {
+  std::string out;
+  out.reserve(8 + head.size() + body.size());
+  out.resize(8);
+  writeBe32(out.data(), uint32_t(4 + head.size() + body.size()));
+  writeBe32(out.data() + 4, cmd);
+  out.append(head);
+  out.append(body);
+  return out;
+}
+
 bool PeerLinks::send(int serial, uint32_t cmd, std::string_view head, std::string_view body) {
   Link* link = outboundTo(serial);
   if (!link) return false;
+  std::string data = frame(cmd, head, body);
+  queued_ += data.size();
+  if (!link->backlog.empty()) {
+    link->backlog.push_back(Link::Pending{std::move(data)});
+    return true;
+  }
+  return write(link, std::move(data));
+}
+
+// Room: libuv holds nothing unsent for the link, i.e. the kernel took every byte so far.
+bool PeerLinks::hasRoom(Link* link) {
+  return uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(&link->pipe)) == 0;
+}
+
+bool PeerLinks::sendClose(int serial, uint32_t linkId, uint64_t key) {
+  Link* link = outboundTo(serial);
+  if (!link) return false;
+  if (link->backlog.empty() && hasRoom(link)) return write(link, closeFrame(linkId, key));
+  if (link->backlog.empty())
+    LOG_DEBUG("peer link to worker serial %d is full: ConnClose events wait in the table", serial);
+  link->backlog.push_back(Link::Pending{{}, key, linkId});
+  ++waitingCloses_;
+  return true;
+}
+
+std::string PeerLinks::closeFrame(uint32_t linkId, uint64_t key) {
+  std::string packet = encodePacket(netsvr::cmd::ConnClose, worker_.ws->takeCloseBody(key));
+  char id[4];
+  writeBe32(id, linkId);
+  std::string data = frame(kPeerEvent, std::string_view(id, 4), packet);
+  queued_ += data.size();
+  return data;
+}
+
+// Writes what waits while the kernel takes it; the completion of the last write comes back here.
+void PeerLinks::pump(Link* link) {
+  while (!link->backlog.empty() && !link->closing && hasRoom(link)) {
+    Link::Pending next = std::move(link->backlog.front());
+    link->backlog.pop_front();
+    if (next.frame.empty()) {
+      --waitingCloses_;
+      next.frame = closeFrame(next.linkId, next.closeKey);
+    }
+    if (!write(link, std::move(next.frame))) return;
+  }
+}
+
+// `data` is counted in queued_ already.
+bool PeerLinks::write(Link* link, std::string data) {
   struct Write {
     uv_write_t req;
     std::string data;
     PeerLinks* owner;
+    Link* link;  // alive: libuv completes (or cancels) every write before the close callback
   };
-  auto* write = new Write;
-  write->owner = this;
-  write->data.reserve(8 + head.size() + body.size());
-  write->data.resize(8);
-  writeBe32(write->data.data(), uint32_t(4 + head.size() + body.size()));
-  writeBe32(write->data.data() + 4, cmd);
-  write->data.append(head);
-  write->data.append(body);
-  write->req.data = write;
-  uv_buf_t buf = uv_buf_init(write->data.data(), unsigned(write->data.size()));
-  queued_ += write->data.size();
-  int rc = uv_write(&write->req, reinterpret_cast<uv_stream_t*>(&link->pipe), &buf, 1,
+  auto* w = new Write{{}, std::move(data), this, link};
+  w->req.data = w;
+  uv_buf_t buf = uv_buf_init(w->data.data(), unsigned(w->data.size()));
+  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&link->pipe), &buf, 1,
                     [](uv_write_t* req, int) {
                       auto* w = static_cast<Write*>(req->data);
                       PeerLinks* owner = w->owner;
+                      Link* link = w->link;
                       size_t before = owner->queued_;
                       owner->queued_ -= w->data.size();
                       delete w;
+                      if (!link->backlog.empty()) owner->pump(link);
                       if (before >= kPeerLowWater && owner->queued_ < kPeerLowWater)
                         onPeersDrained(owner->worker_);
                     });
   if (rc != 0) {
-    queued_ -= write->data.size();
-    delete write;
+    queued_ -= w->data.size();
+    delete w;
     link->close();
     return false;
   }

@@ -38,9 +38,15 @@ class PeerLinks {
 
   bool sendTask(int serial, uint32_t requestId, std::string_view taskPayload);
   bool sendEvent(int serial, uint32_t linkId, std::string_view packet);
+  // The ConnClose of a departed connection (shm::ConnTable::depart) for one of the peer's links:
+  // built now if the link has room, else when it drains, so a burst of closes (10,000 clients
+  // leaving at once) queues keys rather than copies of their sessions.
+  bool sendClose(int serial, uint32_t linkId, uint64_t key);
+  size_t waitingCloses() const { return waitingCloses_; }
   bool sendFence(int serial, uint32_t fenceId) { return sendPair(serial, kPeerFence, fenceId); }
-  // Bytes written to peers but not yet taken by the kernel. A task link stops reading while
-  // this is above kPeerHighWater, so a flood of forwarded commands cannot grow memory.
+  // Bytes written to peers (or waiting behind a ConnClose) but not yet taken by the kernel. A task
+  // link stops reading while this is above kPeerHighWater, so a flood of forwarded commands cannot
+  // grow memory.
   size_t queuedBytes() const { return queued_; }
   static constexpr size_t kPeerHighWater = 4u << 20;  // bytes
   static constexpr size_t kPeerLowWater = 1u << 20;   // bytes
@@ -50,6 +56,11 @@ class PeerLinks {
   static void onConnection(uv_stream_t* server, int status);
   Link* outboundTo(int serial);
   bool send(int serial, uint32_t cmd, std::string_view head, std::string_view body);
+  static std::string frame(uint32_t cmd, std::string_view head, std::string_view body);
+  std::string closeFrame(uint32_t linkId, uint64_t key);  // counted in queued_
+  bool write(Link* link, std::string data);
+  void pump(Link* link);
+  static bool hasRoom(Link* link);
   void dispatch(uint32_t cmd, std::string_view body);
   bool sendPair(int serial, uint32_t cmd, uint32_t value);  // body [u32 our serial][u32 value]
   void forget(Link* link);
@@ -60,6 +71,7 @@ class PeerLinks {
   std::unordered_map<int, Link*> outbound_;  // by peer serial
   std::unordered_set<Link*> all_;
   size_t queued_ = 0;
+  size_t waitingCloses_ = 0;  // backlog entries that are ConnCloses still to build
 };
 
 }  // namespace netsvr

@@ -231,7 +231,7 @@ class WorkerProcess {
       limitMs += uint64_t(w_.config.customer.callbackApiDeadline.count());
     if (links_.heldEvents()) limitMs += BizLinks::kHoldWindowMs;
     bool quiet = flushed() && http_->inFlight() == 0 && peers_.queuedBytes() == 0 &&
-                 links_.heldEvents() == 0;
+                 peers_.waitingCloses() == 0 && links_.heldEvents() == 0;
     if (now - lastReportMs_ >= 1000) {
       lastReportMs_ = now;
       LOG_DEBUG(

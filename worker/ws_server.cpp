@@ -402,19 +402,37 @@ void WsServer::closedConnection(Conn& conn) {
   if (conn.phase != Conn::Adopting) conn.phase = Conn::Closing;
   if (!(conn.flags & Conn::InTable)) return;
   conn.flags &= uint8_t(~Conn::InTable);
-  shm::ConnSnapshot snapshot;
-  worker_.table->erase(conn.key, &snapshot);
   worker_.info().clients.fetch_sub(1, std::memory_order_relaxed);
   worker_.mark(2);
   const auto& cfg = worker_.config.customer;
-  bool eventWanted = worker_.links->hasReceiver(Event::OnClose);
-  if (!eventWanted && cfg.onCloseCallbackApi.empty()) return;
+  if (!worker_.links->hasReceiver(Event::OnClose) && cfg.onCloseCallbackApi.empty()) {
+    worker_.table->erase(conn.key, nullptr);
+    return;
+  }
+  // Without a callback, the event is built when the link it goes to can take it: the record waits
+  // in the table meanwhile, out of every index (a burst of closes queues no copies of sessions).
+  if (cfg.onCloseCallbackApi.empty() && worker_.table->depart(conn.key)) {
+    worker_.links->emitClose(conn.key);
+    return;
+  }
+  shm::ConnSnapshot snapshot;
+  worker_.table->erase(conn.key, &snapshot);
+  reportClosed(closeBody(conn.key, std::move(snapshot)));
+}
+
+std::string WsServer::closeBody(uint64_t key, shm::ConnSnapshot&& snapshot) const {
   netsvr::connClose::ConnClose close;
-  close.set_uniqid(worker_.uniqIdOf(conn.key));
-  close.set_customerid(snapshot.customerId);
-  close.set_session(snapshot.session);
+  close.set_uniqid(worker_.uniqIdOf(key));
+  close.set_customerid(std::move(snapshot.customerId));
+  close.set_session(std::move(snapshot.session));
   for (auto& t : snapshot.topics) close.add_topics(std::move(t));
-  reportClosed(close.SerializeAsString());
+  return close.SerializeAsString();
+}
+
+std::string WsServer::takeCloseBody(uint64_t key) {
+  shm::ConnSnapshot snapshot;
+  if (!worker_.table->takeDeparted(key, &snapshot)) return {};
+  return closeBody(key, std::move(snapshot));
 }
 
 void WsServer::reportClosed(std::string body) {

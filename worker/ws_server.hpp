@@ -23,6 +23,9 @@ namespace netsvr {
 namespace connOpenResp {
 class ConnOpenResp;
 }
+namespace shm {
+struct ConnSnapshot;
+}
 
 struct Worker;
 
@@ -117,6 +120,9 @@ class WsServer {
   // A connection's end, given its serialized ConnClose: OnCloseCallbackApi if configured, then
   // the ConnClose event (§8.2). Also for the clients of a crashed worker (announcer).
   void reportClosed(std::string body);
+  // The ConnClose body of a departed connection (shm::ConnTable::depart), whose record it frees;
+  // empty if there is none.
+  std::string takeCloseBody(uint64_t key);
   // Close frame, then the TCP connection at the latest 2 s later (PROTOCOL.md §6.8).
   void closePolitely(Conn& conn, uint16_t code, std::string_view reason);
   // The connection with this key if it lives on this worker and completed opening.
@@ -135,6 +141,7 @@ class WsServer {
   int onLwsEvent(lws* wsi, int reason, void* in, size_t len);
 
  private:
+  std::string closeBody(uint64_t key, shm::ConnSnapshot&& snapshot) const;
   struct PendingAccept;
   static void onAcceptable(uv_poll_t* handle, int status, int events);
   static void onPeekable(uv_poll_t* handle, int status, int events);

@@ -652,6 +652,60 @@ TEST_CASE("conn table: an index entry grows past its inline keys and back withou
   }
 }
 
+// A connection whose ConnClose waits for a busy peer link (worker/peer_links.cpp): gone from the
+// map, the indexes and the presence counts at once, its ConnClose data kept until taken, and
+// nothing left in the segment after.
+TEST_CASE("conn table: a departed connection leaves every index at once and keeps its data") {
+  SegmentGuard guard(segName("d"));
+  auto creator = ConnTable::create(guard.name, 8 << 20);
+  REQUIRE(creator);
+  auto t = openTable(guard.name, true);
+  auto reader = openTable(guard.name, false);
+  REQUIRE(reader->departed() != nullptr);  // the owner created it
+  auto fill = [&](MConns& model) {
+    REQUIRE(t->insert(1, 11));
+    REQUIRE(t->insert(2, 22));
+    REQUIRE(t->setCustomerId(1, "c"));
+    REQUIRE(t->setCustomerId(2, "c"));
+    REQUIRE(t->setSession(1, std::string(3000, 's')));  // not an inline string
+    REQUIRE(t->subscribe(1, {"t1", "only-one"}));
+    REQUIRE(t->subscribe(2, {"t1"}));
+    model[1] = MConn{"c", std::string(3000, 's'), {"t1", "only-one"}, 11};
+    model[2] = MConn{"c", "", {"t1"}, 22};
+  };
+  MConns model;
+  fill(model);
+  uint64_t freeBefore = 0;
+  for (int round = 0; round < 2; ++round) {  // the second round: nothing left behind
+    CHECK(t->depart(1));
+    model.erase(1);
+    CHECK(diffThrough(*t, model) == "");
+    CHECK(diffThrough(*reader, model) == "");
+    CHECK(t->departedCount() == 1);
+    reader->read([](const TableData&) {});
+    CHECK(reader->departed()->count(1) == 1);
+    CHECK_FALSE(t->depart(1));  // no longer a connection
+    ConnSnapshot snap;
+    REQUIRE(t->takeDeparted(1, &snap));
+    CHECK(snap.customerId == "c");
+    CHECK(snap.session == std::string(3000, 's'));
+    std::sort(snap.topics.begin(), snap.topics.end());
+    CHECK(snap.topics == std::vector<std::string>{"only-one", "t1"});  // its index entry is gone
+    CHECK_FALSE(t->takeDeparted(1, &snap));
+    CHECK(t->departedCount() == 0);
+    CHECK(t->depart(2));
+    CHECK(t->takeDeparted(2, nullptr));  // dropped unread
+    model.erase(2);
+    CHECK(diffThrough(*t, model) == "");
+    if (round == 0) {
+      freeBefore = t->freeBytes();
+      fill(model);
+    } else {
+      CHECK(t->freeBytes() == freeBefore);
+    }
+  }
+}
+
 TEST_CASE("conn table: insert of an existing key leaves that connection untouched") {
   SegmentGuard guard(segName("c"));
   auto creator = ConnTable::create(guard.name, 4 << 20);
