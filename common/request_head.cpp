@@ -195,6 +195,8 @@ Verdict checkHandshake(std::string_view head, const HandshakeRules& rules) {
       question == std::string_view::npos ? std::string_view() : req.target.substr(question + 1);
   ok.xForwardedFor = req.first("X-Forwarded-For");
   ok.xRealIp = req.first("X-Real-IP");
+  ok.wsKey = req.first("Sec-WebSocket-Key");
+  ok.offersExtensions = offered;
   return ok;
 }
 
@@ -205,6 +207,15 @@ std::string refusalResponse(const Verdict& v) {
   if (v.status == 426) out += "Sec-WebSocket-Version: 13\r\n";
   out += "\r\n";
   out.append(v.body);
+  return out;
+}
+
+std::string upgradeResponse(std::string_view acceptValue) {
+  std::string out =
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Accept: ";
+  out.append(acceptValue);
+  out += "\r\n\r\n";
   return out;
 }
 

@@ -28,6 +28,8 @@ struct Verdict {
   std::string_view rawQuery;       // after '?', as sent
   std::string_view xForwardedFor;  // the first X-Forwarded-For header's value, verbatim
   std::string_view xRealIp;        // the first X-Real-IP header's value
+  std::string_view wsKey;          // Sec-WebSocket-Key
+  bool offersExtensions = false;   // a Sec-WebSocket-Extensions header came (permessage-deflate?)
 };
 
 // A refusal; the body is the status text unless given (as the Go gateway answers).
@@ -39,5 +41,7 @@ Verdict checkHandshake(std::string_view head, const HandshakeRules& rules);
 // "HTTP/1.1 <status> <reason>\r\nConnection: close\r\n[...]\r\n<body>", as the Go gateway writes
 // it (no Content-Length: the body ends with the connection).
 std::string refusalResponse(const Verdict& verdict);
+// §5.2's 101 answer, given Sec-WebSocket-Accept's value (no extension, no subprotocol).
+std::string upgradeResponse(std::string_view acceptValue);
 
 }  // namespace netsvr::http

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/log.hpp"
@@ -103,6 +104,7 @@ void WsServer::onPeekable(uv_poll_t* handle, int status, int events) {
       setsockopt(pending->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
       return;
     } else {
+      pending->peeked = size_t(n);
       self->judgeHead(*pending, bytes.substr(0, headBytes));
     }
   }
@@ -132,13 +134,17 @@ void WsServer::judgeHead(PendingAccept& pending, std::string_view head) {
   hs.xForwardedFor = verdict.xForwardedFor;
   hs.xRealIp = verdict.xRealIp;
   hs.checked = true;
+  hs.direct = directAllowed(verdict);
+  if (hs.direct) hs.wsKey = verdict.wsKey;
   int lowat = 1;
   setsockopt(pending.fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
 }
 
 void WsServer::onPeekClosed(uv_handle_t* handle) {
   auto* pending = static_cast<PendingAccept*>(handle->data);
-  if (pending->adopt) {
+  if (pending->adopt && pending->conn->handshake->direct) {
+    pending->server->acceptDirect(pending->conn, pending->fd, pending->peeked);
+  } else if (pending->adopt) {
     pending->server->adopt(pending->conn, pending->fd);
   } else {
     close(pending->fd);
@@ -181,6 +187,45 @@ void WsServer::adopt(Conn* conn, int fd) {
   }
   conn->wsi = wsi;
   conn->phase = Conn::Http;
+}
+
+// lws is needed for wss (it decrypts), for permessage-deflate (our extension runs inside it) and
+// where our frames cannot leave through io_uring (its lws_write fallback). Otherwise it would
+// only hold ~1.4 KiB per connection that nothing uses once the 101 is out (docs/DESIGN.md).
+bool WsServer::directAllowed(const http::Verdict& verdict) const {
+  if (!ownReader_ || !uring_ || directOff_) return false;
+  return !(verdict.offersExtensions && worker_.config.customer.compressionLevel > 0);
+}
+
+void WsServer::acceptDirect(Conn* conn, int fd, size_t peeked) {
+  // §5.2: the head is consumed and whatever came with it is discarded, as lws discards it.
+  char sink[kPeekBytes];
+  while (peeked > 0) {
+    ssize_t n = recv(fd, sink, std::min(peeked, sizeof sink), MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    peeked -= size_t(n);
+  }
+  // Sec-WebSocket-Accept = base64(SHA-1(key + GUID)), RFC 6455 §4.2.2 (lws's SHA-1 and base64).
+  std::string keyed = conn->handshake->wsKey + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  unsigned char digest[20];
+  lws_SHA1(reinterpret_cast<const unsigned char*>(keyed.data()), keyed.size(), digest);
+  char accept[32];
+  int acceptLen = lws_b64_encode_string(reinterpret_cast<const char*>(digest), int(sizeof digest),
+                                        accept, int(sizeof accept));
+  std::string response =
+      http::upgradeResponse(std::string_view(accept, acceptLen > 0 ? size_t(acceptLen) : 0));
+  // A new socket's send buffer is empty: the ~130 bytes go at once or the client is gone.
+  if (acceptLen <= 0 || send(fd, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT) !=
+                            ssize_t(response.size())) {
+    close(fd);
+    freeConn(conn);
+    return;
+  }
+  conn->flags |= Conn::Direct;
+  conn->phase = Conn::Http;
+  startReading(*conn, fd);
+  openConnection(*conn);
 }
 
 void WsServer::pauseAccepting(int err) {

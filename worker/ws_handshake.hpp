@@ -23,6 +23,8 @@ struct Handshake {
   std::string connOpen;              // the serialized ConnOpen, sent after opening
   uint64_t callbackId = 0;           // pending OnOpenCallbackApi request
   std::vector<std::string> waiting;  // client messages received while the callback is pending
+  std::string wsKey;                 // Sec-WebSocket-Key, for a Direct upgrade
+  bool direct = false;               // upgraded without lws (Conn::Direct)
 };
 
 struct WsServer::PendingAccept {
@@ -30,7 +32,8 @@ struct WsServer::PendingAccept {
   WsServer* server;
   Conn* conn;
   int fd;
-  bool adopt;  // false: the socket is given up (closed) when the poll handle is closed
+  bool adopt;         // false: the socket is given up (closed) when the poll handle is closed
+  size_t peeked = 0;  // bytes of the request head and after it, when it was judged
 };
 
 }  // namespace netsvr

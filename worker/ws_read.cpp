@@ -25,10 +25,11 @@ struct WsReader {
   WsServer* server = nullptr;
   Conn* conn = nullptr;  // null once the connection is freed (the handle is closing)
   int fd = -1;           // a duplicate of the lws socket; -1: lws reads (wss)
-  bool polling = false;
-  uint64_t skip = 0;    // payload bytes still to drop (frames that come while closing)
-  std::string pending;  // the start of a frame whose end has not arrived
-  std::string message;  // fragments of the message being read
+  bool polling = false;  // reading
+  bool writing = false;  // waiting for POLLOUT (Direct connections; lws's own otherwise)
+  uint64_t skip = 0;     // payload bytes still to drop (frames that come while closing)
+  std::string pending;   // the start of a frame whose end has not arrived
+  std::string message;   // fragments of the message being read
   ws::MessageState state;
 };
 
@@ -44,14 +45,28 @@ char* readBuffer() {
 
 }  // namespace
 
-void WsServer::startReading(Conn& conn) {
+// The reader's poll: readable while reading, writable while a Direct connection waits for room.
+void WsServer::updatePoll(WsReader& r) {
+  int events = (r.polling ? UV_READABLE : 0) | (r.writing ? UV_WRITABLE : 0);
+  if (events)
+    uv_poll_start(&r.poll, events, onReadable);
+  else
+    uv_poll_stop(&r.poll);
+}
+
+void WsServer::startReading(Conn& conn, int ownedFd) {
   auto* r = new WsReader;
   r->server = this;
   r->conn = &conn;
   conn.reader = r;
-  if (!ownReader_) return;
-  int fd = int(lws_get_socket_fd(conn.wsi));
-  r->fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+  if (ownedFd >= 0) {
+    r->fd = ownedFd;
+  } else if (!ownReader_) {
+    return;
+  } else {
+    int fd = int(lws_get_socket_fd(conn.wsi));
+    r->fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+  }
   if (r->fd < 0) {
     // Out of descriptors: lws goes on reading this one (its own rules, not §6.1's).
     LOG_WARN("cannot duplicate a client socket (%s): lws parses its frames", strerror(errno));
@@ -61,17 +76,28 @@ void WsServer::startReading(Conn& conn) {
   uv_poll_init(worker_.loop, &r->poll, r->fd);
   uv_poll_start(&r->poll, UV_READABLE, onReadable);
   r->polling = true;
-  lws_rx_flow_control(conn.wsi, 0);  // lws no longer reads the socket
+  if (conn.wsi) lws_rx_flow_control(conn.wsi, 0);  // lws no longer reads the socket
   // Data frames go out through io_uring, framed by us; a compressed connection's frames are
   // deflated inside lws_write (worker/pm_deflate_lws.cpp), so they stay with lws.
   if (uring_ && !(conn.flags & Conn::Compressed)) conn.flags |= Conn::Uring;
 }
 
+void WsServer::waitWritable(Conn& conn) {
+  if (conn.wsi) {
+    lws_callback_on_writable(conn.wsi);
+    return;
+  }
+  WsReader* r = conn.reader;
+  if (!r || r->fd < 0 || r->writing || (conn.flags & Conn::Dying)) return;
+  r->writing = true;
+  updatePoll(*r);
+}
+
 void WsServer::stopReading(Conn& conn) {
   WsReader* r = conn.reader;
   if (!r || !r->polling) return;
-  uv_poll_stop(&r->poll);
   r->polling = false;
+  updatePoll(*r);
   r->pending = std::string();
   r->message = std::string();
 }
@@ -95,13 +121,19 @@ void releaseReader(WsReader* r) {
   });
 }
 
-void WsServer::onReadable(uv_poll_t* handle, int status, int) {
+void WsServer::onReadable(uv_poll_t* handle, int status, int events) {
   auto* r = static_cast<WsReader*>(handle->data);
-  if (!r->conn || !r->polling) return;
-  if (status < 0)
-    r->server->readerClosedInput(*r->conn);
-  else
-    r->server->readFrames(*r->conn);
+  if (!r->conn) return;
+  if (status < 0) {
+    if (r->polling || r->writing) r->server->readerClosedInput(*r->conn);
+    return;
+  }
+  if ((events & UV_WRITABLE) && r->writing) {
+    r->writing = false;
+    updatePoll(*r);
+    r->server->writeNow(*r->conn);  // never frees the connection (killNow() defers that)
+  }
+  if ((events & (UV_READABLE | UV_DISCONNECT)) && r->polling) r->server->readFrames(*r->conn);
 }
 
 void WsServer::readFrames(Conn& conn) {
@@ -242,7 +274,8 @@ void WsServer::failConnection(Conn& conn, uint16_t code, std::string_view reason
 
 void WsServer::failConnection(Conn& conn, std::string_view closePayload) {
   stopReading(conn);
-  if (conn.phase == Conn::Closing || !conn.wsi) return killNow(conn);  // a close is out already
+  if (conn.phase == Conn::Closing || (!conn.wsi && !(conn.flags & Conn::Direct)))
+    return killNow(conn);      // a close is out already
   conn.phase = Conn::Closing;  // frames queued before the offence still go out first
   conn.flags |= Conn::KillAfterClose;
   enqueue(conn, OutMessage::make(closePayload, OutMessage::Close));
@@ -254,8 +287,10 @@ void WsServer::killNow(Conn& conn, bool dropUnsent) {
   stopReading(conn);
   if (conn.phase != Conn::Adopting) conn.phase = Conn::Closing;
   conn.lastActive = monotonicSeconds();  // sweep() tries again 2 s later if lws still holds it
-  if (!conn.wsi) return;
-  int fd = int(lws_get_socket_fd(conn.wsi));
+  bool direct = conn.flags & Conn::Direct;
+  if (direct && (conn.flags & Conn::Dying)) return;
+  if (!conn.wsi && !direct) return;
+  int fd = direct ? readerFd(conn.reader) : int(lws_get_socket_fd(conn.wsi));
   int unsent = 0;
   if (fd >= 0 && dropUnsent && ioctl(fd, SIOCOUTQ, &unsent) == 0 && unsent > 0) {
     // A client that does not read: reset rather than keep its unsent bytes (up to megabytes
@@ -264,6 +299,16 @@ void WsServer::killNow(Conn& conn, bool dropUnsent) {
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
   }
   if (fd >= 0) shutdown(fd, SHUT_RDWR);  // FIN now, after what the kernel already holds
+  if (direct) {  // ours to close: at the end of this iteration, callers still hold `conn`
+    if (WsReader* r = conn.reader; r && r->writing) {
+      r->writing = false;  // nothing more goes out
+      updatePoll(*r);
+    }
+    conn.flags |= Conn::Dying;
+    dying_.push_back(&conn);
+    armFlush();
+    return;
+  }
   // lws closes a socket only once it reads its end (it waits for that after its own shutdown):
   // let it read again; with both directions shut down its next read sees the end at once.
   lws_rx_flow_control(conn.wsi, 1);

@@ -205,6 +205,8 @@ void WsServer::start() {
     uring_ = UringSender::create(worker_.loop, why);
     if (!uring_) LOG_INFO("client frames are sent one send(2) each: %s", why.c_str());
   }
+  const char* direct = getenv("NETSVR_DIRECT");
+  directOff_ = direct && strcmp(direct, "0") == 0;
 }
 
 void WsServer::link(Conn* conn) {
@@ -401,7 +403,7 @@ void WsServer::finishOpen(Conn& conn, const netsvr::connOpenResp::ConnOpenResp* 
 void WsServer::closedConnection(Conn& conn) {
   if (conn.phase != Conn::Adopting) conn.phase = Conn::Closing;
   if (!(conn.flags & Conn::InTable)) return;
-  conn.flags &= uint8_t(~Conn::InTable);
+  conn.flags &= uint16_t(~Conn::InTable);
   worker_.info().clients.fetch_sub(1, std::memory_order_relaxed);
   worker_.mark(2);
   const auto& cfg = worker_.config.customer;
@@ -505,7 +507,8 @@ void WsServer::sweep() {
     Conn* next = c->next;
     if (c->phase == Conn::Open && now - c->lastActive > heartbeatSeconds_) {
       closePolitely(*c, 1001, "heartbeat timeout");
-    } else if (c->phase == Conn::Closing && c->wsi && now - c->lastActive >= kCloseGraceSeconds) {
+    } else if (c->phase == Conn::Closing && (c->wsi || (c->flags & Conn::Direct)) &&
+               now - c->lastActive >= kCloseGraceSeconds) {
       killNow(*c, true);  // §6.8: the TCP connection ends 2 s after our close frame at the latest
     } else if (c->handshake && c->phase != Conn::Opening &&
                uv_now(worker_.loop) - c->handshake->acceptedAtMs >= handshakeLimitMs()) {

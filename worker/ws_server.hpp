@@ -56,7 +56,7 @@ struct SendFlight;
 
 struct Conn {
   enum Phase : uint8_t { Adopting, Http, Opening, Open, Closing };
-  enum Flag : uint8_t {
+  enum Flag : uint16_t {
     InTable = 1,          // visible to commands (completed open processing)
     CloseSent = 2,        // our close frame is on the wire
     Destroyed = 4,        // lws freed the wsi while we were still adopting it
@@ -65,6 +65,10 @@ struct Conn {
     KillAfterClose = 32,  // close TCP as soon as our close frame is written (§6.1, §6.3)
     Uring = 64,           // data frames go out through io_uring (ws_write.cpp), not lws_write
     LwsWrote = 128,       // a Uring connection wrote through lws: lws may hold an unsent rest
+    // No lws at all: we answered the upgrade (ws_accept.cpp), the reader's descriptor is the
+    // socket and every frame, Close and Pong included, goes out through io_uring.
+    Direct = 256,
+    Dying = 512,  // a Direct connection killNow() ended: freed at the end of the loop iteration
   };
   struct OutNode {
     OutMessage* message;
@@ -85,7 +89,7 @@ struct Conn {
   uint32_t dirtyIndex = 0;               // place in WsServer::dirty_ while FlushDue
   FixedWindow window;                    // per-connection limiter (§9.2)
   Phase phase = Adopting;
-  uint8_t flags = 0;
+  uint16_t flags = 0;
 };
 
 // Frees a connection's reader (worker/ws_read.cpp); its descriptor is closed with its handle.
@@ -155,6 +159,13 @@ class WsServer {
   void pauseAccepting(int err);
   static void onAcceptResume(uv_timer_t* handle);
   void adopt(Conn* conn, int fd);
+  // The upgrade without lws (Conn::Direct): drops the request head and what came with it
+  // (`peeked` bytes), writes the 101 and opens the connection.
+  void acceptDirect(Conn* conn, int fd, size_t peeked);
+  bool directAllowed(const http::Verdict& verdict) const;
+  // Frees Direct connections that killNow() ended, once the iteration's callbacks are done.
+  void reapDying();
+  void armFlush();  // the end-of-iteration handles (flushDirty)
   void link(Conn* conn);
   void unlink(Conn* conn);
   void sweep();
@@ -166,9 +177,13 @@ class WsServer {
   void onMessage(Conn& conn, std::string_view data);
   int onWritable(Conn& conn);
   // Inbound frames: our own parser on a duplicate of the socket (docs/DESIGN.md says why).
-  void startReading(Conn& conn);
+  // `ownedFd`: a Direct connection's socket; otherwise the reader reads a duplicate of lws's.
+  void startReading(Conn& conn, int ownedFd = -1);
+  // POLLOUT, then writeNow(): lws's writable callback, or the reader's poll (Direct).
+  void waitWritable(Conn& conn);
   void stopReading(Conn& conn);
   static void onReadable(uv_poll_t* handle, int status, int events);
+  static void updatePoll(WsReader& reader);
   void readFrames(Conn& conn);
   // Returns bytes consumed from `bytes`; stops early once the connection fails or closes.
   size_t consumeFrames(Conn& conn, char* bytes, size_t len);
@@ -225,6 +240,7 @@ class WsServer {
   uv_check_t* flushCheck_ = nullptr;
   uv_prepare_t* flushPrepare_ = nullptr;
   std::vector<Conn*> dirty_;  // connections with frames to write at the end of this iteration
+  std::vector<Conn*> dying_;  // Direct connections to free at the end of this iteration
   bool batchWrites_ = true;
   // Sends through io_uring: null where the kernel refuses it or NETSVR_IO_URING=0.
   std::unique_ptr<UringSender> uring_;
@@ -240,6 +256,7 @@ class WsServer {
   uint32_t heartbeatSeconds_ = 120;
   uint64_t handshakeMs_ = 10000;  // Customer.HandshakeTimeout
   int sendType_ = 0;              // lws_write_protocol of data frames (Customer.SendMessageType)
+  bool directOff_ = false;        // NETSVR_DIRECT=0: every connection through lws (comparison)
   bool ownReader_ = true;         // false with wss: lws decrypts, so lws parses frames too
   // Bounds on one client message and on a client's queued output, bytes. Customer's
   // ReceivePackLimit and SendQueueLimit, or far larger in Autobahn mode (§12.2: no limits).

@@ -95,21 +95,23 @@ void WsServer::deliver(Conn& conn, OutMessage* message) {
   // A non-empty queue that is not in this iteration's batch waits for POLLOUT.
   if (!wasEmpty) return;
   if (!idle) {
-    lws_callback_on_writable(conn.wsi);
+    waitWritable(conn);
     return;
   }
   conn.flags |= Conn::FlushDue;
   conn.dirtyIndex = uint32_t(dirty_.size());
-  if (dirty_.empty()) {
-    // Deliveries made by I/O callbacks are written by the check handle right after them; those
-    // made by timer callbacks (a resumed task link, an HTTP callback's answer) by the prepare
-    // handle, before the loop blocks in poll (an active check handle does not keep poll short).
-    uv_check_start(flushCheck_,
-                   [](uv_check_t* h) { static_cast<WsServer*>(h->data)->flushDirty(); });
-    uv_prepare_start(flushPrepare_,
-                     [](uv_prepare_t* h) { static_cast<WsServer*>(h->data)->flushDirty(); });
-  }
+  if (dirty_.empty()) armFlush();
   dirty_.push_back(&conn);
+}
+
+// Deliveries made by I/O callbacks are written by the check handle right after them; those made
+// by timer callbacks (a resumed task link, an HTTP callback's answer) by the prepare handle,
+// before the loop blocks in poll (an active check handle does not keep poll short).
+void WsServer::armFlush() {
+  if (!flushCheck_) return;  // stopped
+  uv_check_start(flushCheck_, [](uv_check_t* h) { static_cast<WsServer*>(h->data)->flushDirty(); });
+  uv_prepare_start(flushPrepare_,
+                   [](uv_prepare_t* h) { static_cast<WsServer*>(h->data)->flushDirty(); });
 }
 
 void WsServer::flushDirty() {
@@ -119,7 +121,7 @@ void WsServer::flushDirty() {
     Conn* conn = dirty_[i];
     if (!conn) continue;
     dirty_[i] = nullptr;
-    conn->flags &= uint8_t(~Conn::FlushDue);
+    conn->flags &= uint16_t(~Conn::FlushDue);
     // Closing: closePolitely() asked for POLLOUT, onWritable() sends the rest and the close.
     if (conn->phase != Conn::Open) continue;
     writeQueued(*conn);
@@ -128,12 +130,23 @@ void WsServer::flushDirty() {
   dirty_.clear();
   uv_check_stop(flushCheck_);
   uv_prepare_stop(flushPrepare_);
+  reapDying();  // last: freeing the last connection of a stop closes these handles
+}
+
+void WsServer::reapDying() {
+  std::vector<Conn*> dying;
+  dying.swap(dying_);
+  for (Conn* conn : dying) {
+    closedConnection(*conn);
+    freeConn(conn);  // closes the socket with the reader's handle
+  }
 }
 
 // lws marked the socket unusable: write nothing more to it (Closing keeps deliver(), the flush
 // and the sweep away) and let lws close it from its own loop turn.
 void WsServer::writeFailed(Conn& conn) {
   conn.phase = Conn::Closing;
+  if (conn.flags & Conn::Direct) return killNow(conn, true);
   lws_set_timeout(conn.wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
@@ -157,7 +170,7 @@ OutMessage* WsServer::popFront(Conn& conn) {
 }
 
 bool WsServer::lwsHoldsRest(const Conn& conn) const {
-  return (!(conn.flags & Conn::Uring) || (conn.flags & Conn::LwsWrote)) &&
+  return conn.wsi && (!(conn.flags & Conn::Uring) || (conn.flags & Conn::LwsWrote)) &&
          lws_partial_buffered(conn.wsi);
 }
 
@@ -249,11 +262,11 @@ void WsServer::deliver(Conn& conn, std::string_view data) {
 
 void WsServer::closePolitely(Conn& conn, uint16_t code, std::string_view reason) {
   if (conn.phase == Conn::Opening) conn.phase = Conn::Open;
-  if (conn.phase != Conn::Open || !conn.wsi) return;
+  if (conn.phase != Conn::Open || (!conn.wsi && !(conn.flags & Conn::Direct))) return;
   conn.phase = Conn::Closing;
   enqueue(conn, OutMessage::make(ws::closePayload(code, reason), OutMessage::Close));
   conn.lastActive = monotonicSeconds();  // while Closing: when the close began (sweep())
-  lws_callback_on_writable(conn.wsi);
+  waitWritable(conn);
 }
 
 int WsServer::onWritable(Conn& conn) {
@@ -333,21 +346,37 @@ int WsServer::writeQueuedUring(Conn& conn) {
     }
     return 0;  // the rest of the queue follows the flight's completion
   }
-  if (fd < 0 || !conn.outHead || !isData(conn.outHead->message->kind) || lwsHoldsRest(conn))
+  const bool direct = conn.flags & Conn::Direct;  // no lws: Close and Pong frames go here too
+  if (!direct &&
+      (fd < 0 || !conn.outHead || !isData(conn.outHead->message->kind) || lwsHoldsRest(conn)))
     return writeQueuedLws(conn);
+  if (!conn.outHead || fd < 0) {
+    // §6.1: the close frame of a protocol failure is out (the kernel has every byte of it).
+    if ((conn.flags & Conn::KillAfterClose) && (conn.flags & Conn::CloseSent)) killNow(conn);
+    return 0;
+  }
   SendFlight* f = newFlight();
   uint32_t bytes = 0;
   while (conn.outHead && f->frames < SendFlight::kFrames && bytes < SendFlight::kBytes &&
-         isData(conn.outHead->message->kind)) {
+         (direct || isData(conn.outHead->message->kind))) {
     OutMessage* message = popFront(conn);
-    conn.queuedBytes -= message->size;
     uint32_t i = f->frames++;
     f->messages[i] = message;
-    uint8_t opcode = writeProtocolOf(message->kind) == LWS_WRITE_BINARY ? ws::kBinary : ws::kText;
+    uint8_t opcode;
+    if (message->kind == OutMessage::Close) {
+      opcode = ws::kClose;
+      conn.flags |= Conn::CloseSent;
+    } else if (message->kind == OutMessage::Pong) {
+      opcode = ws::kPong;
+    } else {
+      conn.queuedBytes -= message->size;
+      opcode = writeProtocolOf(message->kind) == LWS_WRITE_BINARY ? ws::kBinary : ws::kText;
+    }
     size_t head = ws::serverFrameHeader(opcode, message->size, f->heads[i]);
     f->iov[f->iovCount++] = {f->heads[i], head};
     f->iov[f->iovCount++] = {message->payload(), message->size};
     bytes += message->size;
+    if (opcode == ws::kClose) break;  // nothing follows our close frame
   }
   f->msg.msg_iov = f->iov;
   f->msg.msg_iovlen = f->iovCount;
@@ -390,7 +419,7 @@ void WsServer::finishFlight(SendFlight* f, int result) {
     partial.iov_len -= sent;
     f->msg.msg_iov = f->iov + f->nextIov;
     f->msg.msg_iovlen = f->iovCount - f->nextIov;
-    lws_callback_on_writable(conn->wsi);
+    waitWritable(*conn);
     return;
   }
   conn->flight = nullptr;

@@ -9,6 +9,11 @@ import glob
 import os
 import time
 
+import pytest
+
+import netsvr_harness as h
+from netsvr_harness import Cmd, pb
+
 
 def mapped_libraries(pid: int) -> set[str]:
     libs = set()
@@ -57,3 +62,24 @@ def test_idle_gateway_takes_at_most_16_mib(gateway):
     for w in st["workers"]:
         with open(f"/proc/{w['pid']}/environ", "rb") as f:
             assert b"LD_BIND_NOW=1" in f.read().split(b"\0")
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "lws"])
+def test_a_plain_client_holds_one_descriptor_and_no_lws_state(gateway_factory, ws, direct):
+    """Issue 12: a plain connection without compression is upgraded by the gateway itself and
+    never given to libwebsockets (its ~1.4 KiB per connection, docs/PERFORMANCE.md): one
+    descriptor per client. Through lws (NETSVR_DIRECT=0) there are two: lws's and our reader's
+    duplicate."""
+    gw = gateway_factory({"Workers": 1, "LogLevel": "debug"}, start=False)
+    gw.start(env={} if direct else {"NETSVR_DIRECT": "0"})
+    if "client frames are sent one send(2) each" in gw.log_path.read_text():
+        pytest.skip("this kernel refuses io_uring: every connection goes through lws")
+    pid = gw.status()["workers"][0]["pid"]
+    before = len(os.listdir(f"/proc/{pid}/fd"))
+    clients = ws.connect_many([gw.ws_url(query=f"fd={i}") for i in range(40)])
+    h.wait_for(lambda: gw.worker_clients() == {0: 40} or None, message="40 clients counted")
+    after = len(os.listdir(f"/proc/{pid}/fd"))
+    assert (after - before) / 40 == (1 if direct else 2), (before, after)
+    task = gw.task()
+    task.send(Cmd.Broadcast, pb.Broadcast(data=b"to all"))
+    assert ws.recv_all(clients) == ["to all"] * 40

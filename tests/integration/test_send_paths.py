@@ -1,6 +1,8 @@
-"""Frames to clients reach them byte for byte through both send paths: io_uring (the default;
-our frame headers, sendmsg batches, a rest kept for the next POLLOUT when the socket is full) and
-libwebsockets' lws_write (NETSVR_IO_URING=0, and always for wss and compressed connections)."""
+"""Frames to clients reach them byte for byte through every send path: io_uring on a connection
+without lws (the default: we answered the upgrade; our frame headers, sendmsg batches, a rest kept
+for the next POLLOUT when the socket is full), io_uring on an lws connection (NETSVR_DIRECT=0:
+Close and Pong frames through lws_write), and libwebsockets' lws_write alone (NETSVR_IO_URING=0,
+and always for wss and compressed connections)."""
 
 from __future__ import annotations
 
@@ -17,13 +19,17 @@ from ws_raw import OP_TEXT
 SIZES = [1, 125, 126, 127, 65535, 65536, 65537, 300_000, 1_000_000]
 
 
-@pytest.mark.parametrize("uring", ["1", "0"], ids=["io_uring", "lws_write"])
+PATHS = {"direct": {}, "io_uring_lws": {"NETSVR_DIRECT": "0"}, "lws_write": {"NETSVR_IO_URING": "0"}}
+
+
+@pytest.mark.parametrize("path", list(PATHS))
 def test_frames_of_every_header_size_arrive_whole_and_in_order_past_a_full_socket(
-        gateway_factory, uring):
+        gateway_factory, path):
     gw = gateway_factory({"LogLevel": "debug", "Customer": {"SendQueueLimit": 64 << 20},
                           "Task": {"ReceivePackLimit": 4 << 20}},
                          start=False)
-    gw.start(env={"NETSVR_IO_URING": uring})
+    gw.start(env=PATHS[path])
+    uring = "0" if path == "lws_write" else "1"
     biz = gw.business(events=7)
     task = gw.task()
     # A small receive window that is not read while ~13 MB are sent: more than the kernel
@@ -57,7 +63,8 @@ def test_frames_of_every_header_size_arrive_whole_and_in_order_past_a_full_socke
         assert "the rest waits for POLLOUT" in log  # it met a full socket
 
 
-def test_io_uring_sends_that_wait_for_room_complete_and_the_queue_drains(gateway_factory):
+@pytest.mark.parametrize("path", ["direct", "io_uring_lws"])
+def test_io_uring_sends_that_wait_for_room_complete_and_the_queue_drains(gateway_factory, path):
     """A client that does not read while thousands of small frames come: an io_uring send that
     finds its socket full waits in the kernel and completes when the client reads (the eventfd
     wakes the loop), and the rest of the queue follows in a chain of submits. Both once stalled
@@ -65,7 +72,7 @@ def test_io_uring_sends_that_wait_for_room_complete_and_the_queue_drains(gateway
     16 submits per batch left the tail of a long queue unsent."""
     gw = gateway_factory({"LogLevel": "debug", "Workers": 1,
                           "Customer": {"SendQueueLimit": 64 << 20}}, start=False)
-    gw.start()
+    gw.start(env=PATHS[path])
     log = gw.log_path.read_text()
     if "client frames are sent one send(2) each" in log:
         pytest.skip("this kernel refuses io_uring: the gateway fell back to lws_write")

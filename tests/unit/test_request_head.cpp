@@ -80,3 +80,16 @@ TEST_CASE("an accepted head yields the raw query and the first forwarding header
   CHECK(refusalResponse(check(upgrade("GET /x HTTP/1.1"))) ==
         "HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\nNot Found");
 }
+
+TEST_CASE("an accepted head yields the key and whether extensions were offered; the 101") {
+  Verdict v = check(upgrade());
+  REQUIRE(v.status == 101);
+  CHECK(v.wsKey == "dGhlIHNhbXBsZSBub25jZQ==");
+  CHECK_FALSE(v.offersExtensions);
+  CHECK(check(upgrade("GET /netsvr HTTP/1.1", "Sec-WebSocket-Extensions: permessage-deflate\r\n"))
+            .offersExtensions);
+  // RFC 6455 §1.3's example accept value for that key (computed by the worker with lws_SHA1).
+  CHECK(upgradeResponse("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") ==
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n");
+}
