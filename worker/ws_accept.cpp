@@ -234,7 +234,7 @@ void WsServer::pauseAccepting(int err) {
   for (uv_poll_t* poll : acceptPolls_) uv_poll_stop(poll);
   rlimit files{};
   getrlimit(RLIMIT_NOFILE, &files);
-  // Each client holds two descriptors here: lws's and our reader's duplicate.
+  // A client holds one descriptor here, two when lws has it (lws's and our reader's duplicate).
   LOG_WARN(
       "accept: %s with %lld client sockets open (open-files limit %llu): accepting again "
       "in %llu ms",
