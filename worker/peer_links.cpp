@@ -78,6 +78,7 @@ void PeerLinks::stop() {
 
 void PeerLinks::forget(Link* link) {
   all_.erase(link);
+  size_t before = queued_;
   for (auto& p : link->backlog) {  // lost with the link, like the writes libuv cancels
     if (p.frame.empty()) {
       --waitingCloses_;
@@ -88,6 +89,9 @@ void PeerLinks::forget(Link* link) {
     }
   }
   link->backlog.clear();
+  // Task links paused for our queue resume when it falls below the low-water mark; the frames
+  // dropped here never complete a write that would notice.
+  if (before >= kPeerLowWater && queued_ < kPeerLowWater) onPeersDrained(worker_);
   if (link->serial >= 0) {
     auto it = outbound_.find(link->serial);
     if (it != outbound_.end() && it->second == link) outbound_.erase(it);

@@ -23,15 +23,13 @@ namespace {
 // websocket client sends 8 KiB of headers); a longer one is refused with 400.
 constexpr size_t kPeekBytes = 8192;
 
-// Reads and drops what the client sent, so that closing the socket sends FIN, not RST (an RST
-// can destroy the refusal before the client has read it).
+}  // namespace
+
 void drainInput(int fd) {
   char sink[4096];
   for (int i = 0; i < 4 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
   }
 }
-
-}  // namespace
 
 void WsServer::onAcceptable(uv_poll_t* handle, int status, int) {
   int fd = -1;
@@ -194,7 +192,8 @@ void WsServer::adopt(Conn* conn, int fd) {
 // only hold ~1.4 KiB per connection that nothing uses once the 101 is out (docs/DESIGN.md).
 bool WsServer::directAllowed(const http::Verdict& verdict) const {
   if (!ownReader_ || !uring_ || directOff_) return false;
-  return !(verdict.offersExtensions && worker_.config.customer.compressionLevel > 0);
+  // Levels -2..9 but 0 negotiate permessage-deflate (pm_deflate_lws.cpp).
+  return !(verdict.offersExtensions && worker_.config.customer.compressionLevel != 0);
 }
 
 void WsServer::acceptDirect(Conn* conn, int fd, size_t peeked) {

@@ -116,6 +116,7 @@ void releaseReader(WsReader* r) {
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&r->poll), [](uv_handle_t* h) {
     auto* reader = static_cast<WsReader*>(h->data);
+    drainInput(reader->fd);  // a Direct connection's socket ends here (lws read to its end)
     close(reader->fd);
     delete reader;
   });

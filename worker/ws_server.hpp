@@ -92,6 +92,10 @@ struct Conn {
   uint16_t flags = 0;
 };
 
+// Reads and drops what the client sent (a few reads at most), so that closing the socket sends
+// FIN, not RST: Linux resets a connection closed with unread input, and an RST can destroy what
+// the client has not read yet (a refusal, our Close frame).
+void drainInput(int fd);
 // Frees a connection's reader (worker/ws_read.cpp); its descriptor is closed with its handle.
 void releaseReader(WsReader* reader);
 // The reader's duplicate of the connection's socket (-1: none); the io_uring path sends on it.

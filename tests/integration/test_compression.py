@@ -47,6 +47,20 @@ def test_negotiated_roundtrip_and_rsv1(gateway_factory):
     cl.close()
 
 
+@pytest.mark.parametrize("level", [-1, -2])
+def test_negative_levels_negotiate_too(gateway_factory, level):
+    """-1 (zlib's default) and -2 (Huffman only) enable compression like 1..9: such a connection
+    goes through lws, not the gateway's own upgrade (docs/DESIGN.md, "The client edge")."""
+    gw = gateway_factory({"Customer": {"CompressionLevel": level}})
+    biz = gw.business(events=5)  # OnOpen | OnMessage
+    cl = Client(gw.customer_port, ext=OFFER, path="/netsvr")
+    assert cl.ext == WANT
+    biz.recv_msg(Cmd.ConnOpen, pb.ConnOpen)
+    send_compressed(cl, b"x" * 3077)
+    assert biz.recv_msg(Cmd.Transfer, pb.Transfer).data == b"x" * 3077
+    cl.close()
+
+
 def test_level_zero_does_not_negotiate(gateway_factory):
     gw = gateway_factory({"Customer": {"CompressionLevel": 0}})
     biz = gw.business(events=5)  # OnOpen | OnMessage
