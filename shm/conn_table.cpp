@@ -94,17 +94,24 @@ bool ConnTable::insert(uint64_t key, uint64_t localRef) {
   }
 }
 
+namespace {
+// A ConnRecord (topics: TopicRefs) or a DepartedRecord (topics: copies), as ConnClose carries it.
+template <class Record>
+void fillSnapshot(const Record& rec, ConnSnapshot* out) {
+  if (!out) return;
+  out->customerId.assign(rec.customerId.data(), rec.customerId.size());
+  out->session.assign(rec.session.data(), rec.session.size());
+  out->topics.clear();
+  for (const auto& t : rec.topics) out->topics.emplace_back(t.data(), t.size());
+}
+}  // namespace
+
 bool ConnTable::erase(uint64_t key, ConnSnapshot* out) {
   RobustLock lock(data_->mutex);
   auto it = data_->conns.find(key);
   if (it == data_->conns.end()) return false;
   ConnRecord& rec = it->second;
-  if (out) {
-    out->customerId.assign(rec.customerId.data(), rec.customerId.size());
-    out->session.assign(rec.session.data(), rec.session.size());
-    out->topics.clear();
-    for (const auto& t : rec.topics) out->topics.emplace_back(t.data(), t.size());
-  }
+  fillSnapshot(rec, out);
   if (!rec.customerId.empty())
     indexRemove(data_->byCustomer, data_->customerNames, view(rec.customerId), key);
   for (const auto& t : rec.topics) indexRemove(data_->byTopic, data_->topicNames, view(t), key);
@@ -117,19 +124,21 @@ bool ConnTable::depart(uint64_t key) {
   auto it = data_->conns.find(key);
   if (it == data_->conns.end() || !departed_) return false;
   ConnRecord& rec = it->second;
+  DepartedRecord* gone;
   try {
-    DepartedRecord gone(alloc());
-    gone.topics.reserve(rec.topics.size());
-    for (const auto& t : rec.topics) gone.topics.emplace_back(t.data(), t.size(), alloc());
-    auto [slot, added] = departed_->emplace(key, std::move(gone));
-    if (!added) return false;                      // cannot happen: a key is in one of the two maps
-    slot->second.customerId.swap(rec.customerId);  // same allocator: the bytes stay in place
-    slot->second.session.swap(rec.session);
+    DepartedRecord record(alloc());
+    record.topics.reserve(rec.topics.size());
+    for (const auto& t : rec.topics) record.topics.emplace_back(t.data(), t.size(), alloc());
+    auto [slot, added] = departed_->emplace(key, std::move(record));
+    if (!added) return false;  // cannot happen: a key is in one of the two maps
+    gone = &slot->second;
   } catch (const bip::bad_alloc&) {
     return false;  // nothing changed; the caller erases with a snapshot instead
   }
-  const std::string_view customerId = view(departed_->find(key)->second.customerId);
-  if (!customerId.empty()) indexRemove(data_->byCustomer, data_->customerNames, customerId, key);
+  gone->customerId.swap(rec.customerId);  // same allocator: the bytes stay in place
+  gone->session.swap(rec.session);
+  if (!gone->customerId.empty())
+    indexRemove(data_->byCustomer, data_->customerNames, view(gone->customerId), key);
   for (const auto& t : rec.topics) indexRemove(data_->byTopic, data_->topicNames, view(t), key);
   data_->conns.erase(it);
   return true;
@@ -140,13 +149,7 @@ bool ConnTable::takeDeparted(uint64_t key, ConnSnapshot* out) {
   RobustLock lock(data_->mutex);
   auto it = departed_->find(key);
   if (it == departed_->end()) return false;
-  if (out) {
-    const DepartedRecord& rec = it->second;
-    out->customerId.assign(rec.customerId.data(), rec.customerId.size());
-    out->session.assign(rec.session.data(), rec.session.size());
-    out->topics.clear();
-    for (const auto& t : rec.topics) out->topics.emplace_back(t.data(), t.size());
-  }
+  fillSnapshot(it->second, out);
   departed_->erase(it);
   return true;
 }

@@ -78,20 +78,20 @@ void PeerLinks::stop() {
 
 void PeerLinks::forget(Link* link) {
   all_.erase(link);
-  size_t before = queued_;
+  size_t before = queuedBytes();
   for (auto& p : link->backlog) {  // lost with the link, like the writes libuv cancels
     if (p.frame.empty()) {
       --waitingCloses_;
       worker_.table->takeDeparted(p.closeKey, nullptr);
       worker_.mark(10);
     } else {
-      queued_ -= p.frame.size();
+      backlogBytes_ -= p.frame.size();
     }
   }
   link->backlog.clear();
   // Task links paused for our queue resume when it falls below the low-water mark; the frames
   // dropped here never complete a write that would notice.
-  if (before >= kPeerLowWater && queued_ < kPeerLowWater) onPeersDrained(worker_);
+  if (before >= kPeerLowWater && queuedBytes() < kPeerLowWater) onPeersDrained(worker_);
   if (link->serial >= 0) {
     auto it = outbound_.find(link->serial);
     if (it != outbound_.end() && it->second == link) outbound_.erase(it);
@@ -257,8 +257,8 @@ bool PeerLinks::send(int serial, uint32_t cmd, std::string_view head, std::strin
   Link* link = outboundTo(serial);
   if (!link) return false;
   std::string data = frame(cmd, head, body);
-  queued_ += data.size();
   if (!link->backlog.empty()) {
+    backlogBytes_ += data.size();
     link->backlog.push_back(Link::Pending{std::move(data)});
     return true;
   }
@@ -285,9 +285,7 @@ std::string PeerLinks::closeFrame(uint32_t linkId, uint64_t key) {
   std::string packet = encodePacket(netsvr::cmd::ConnClose, worker_.ws->takeCloseBody(key));
   char id[4];
   writeBe32(id, linkId);
-  std::string data = frame(kPeerEvent, std::string_view(id, 4), packet);
-  queued_ += data.size();
-  return data;
+  return frame(kPeerEvent, std::string_view(id, 4), packet);
 }
 
 // Writes what waits while the kernel takes it; the completion of the last write comes back here.
@@ -298,12 +296,13 @@ void PeerLinks::pump(Link* link) {
     if (next.frame.empty()) {
       --waitingCloses_;
       next.frame = closeFrame(next.linkId, next.closeKey);
+    } else {
+      backlogBytes_ -= next.frame.size();
     }
     if (!write(link, std::move(next.frame))) return;
   }
 }
 
-// `data` is counted in queued_ already.
 bool PeerLinks::write(Link* link, std::string data) {
   struct Write {
     uv_write_t req;
@@ -314,16 +313,17 @@ bool PeerLinks::write(Link* link, std::string data) {
   auto* w = new Write{{}, std::move(data), this, link};
   w->req.data = w;
   uv_buf_t buf = uv_buf_init(w->data.data(), unsigned(w->data.size()));
+  queued_ += w->data.size();
   int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&link->pipe), &buf, 1,
                     [](uv_write_t* req, int) {
                       auto* w = static_cast<Write*>(req->data);
                       PeerLinks* owner = w->owner;
                       Link* link = w->link;
-                      size_t before = owner->queued_;
+                      size_t before = owner->queuedBytes();
                       owner->queued_ -= w->data.size();
                       delete w;
                       if (!link->backlog.empty()) owner->pump(link);
-                      if (before >= kPeerLowWater && owner->queued_ < kPeerLowWater)
+                      if (before >= kPeerLowWater && owner->queuedBytes() < kPeerLowWater)
                         onPeersDrained(owner->worker_);
                     });
   if (rc != 0) {

@@ -47,7 +47,7 @@ class PeerLinks {
   // Bytes written to peers (or waiting behind a ConnClose) but not yet taken by the kernel. A task
   // link stops reading while this is above kPeerHighWater, so a flood of forwarded commands cannot
   // grow memory.
-  size_t queuedBytes() const { return queued_; }
+  size_t queuedBytes() const { return queued_ + backlogBytes_; }
   static constexpr size_t kPeerHighWater = 4u << 20;  // bytes
   static constexpr size_t kPeerLowWater = 1u << 20;   // bytes
 
@@ -57,7 +57,7 @@ class PeerLinks {
   Link* outboundTo(int serial);
   bool send(int serial, uint32_t cmd, std::string_view head, std::string_view body);
   static std::string frame(uint32_t cmd, std::string_view head, std::string_view body);
-  std::string closeFrame(uint32_t linkId, uint64_t key);  // counted in queued_
+  std::string closeFrame(uint32_t linkId, uint64_t key);  // takes the departed record
   bool write(Link* link, std::string data);
   void pump(Link* link);
   static bool hasRoom(Link* link);
@@ -70,7 +70,8 @@ class PeerLinks {
   bool listening_ = false;
   std::unordered_map<int, Link*> outbound_;  // by peer serial
   std::unordered_set<Link*> all_;
-  size_t queued_ = 0;
+  size_t queued_ = 0;         // given to uv_write, not yet completed
+  size_t backlogBytes_ = 0;   // built frames waiting in backlogs behind a ConnClose
   size_t waitingCloses_ = 0;  // backlog entries that are ConnCloses still to build
 };
 

@@ -134,7 +134,7 @@ void WsServer::onReadable(uv_poll_t* handle, int status, int events) {
     updatePoll(*r);
     r->server->writeNow(*r->conn);  // never frees the connection (killNow() defers that)
   }
-  if ((events & (UV_READABLE | UV_DISCONNECT)) && r->polling) r->server->readFrames(*r->conn);
+  if ((events & UV_READABLE) && r->polling) r->server->readFrames(*r->conn);
 }
 
 void WsServer::readFrames(Conn& conn) {
@@ -275,8 +275,7 @@ void WsServer::failConnection(Conn& conn, uint16_t code, std::string_view reason
 
 void WsServer::failConnection(Conn& conn, std::string_view closePayload) {
   stopReading(conn);
-  if (conn.phase == Conn::Closing || (!conn.wsi && !(conn.flags & Conn::Direct)))
-    return killNow(conn);      // a close is out already
+  if (conn.phase == Conn::Closing || !hasSocket(conn)) return killNow(conn);  // a close is out
   conn.phase = Conn::Closing;  // frames queued before the offence still go out first
   conn.flags |= Conn::KillAfterClose;
   enqueue(conn, OutMessage::make(closePayload, OutMessage::Close));
@@ -290,7 +289,7 @@ void WsServer::killNow(Conn& conn, bool dropUnsent) {
   conn.lastActive = monotonicSeconds();  // sweep() tries again 2 s later if lws still holds it
   bool direct = conn.flags & Conn::Direct;
   if (direct && (conn.flags & Conn::Dying)) return;
-  if (!conn.wsi && !direct) return;
+  if (!hasSocket(conn)) return;
   int fd = direct ? readerFd(conn.reader) : int(lws_get_socket_fd(conn.wsi));
   int unsent = 0;
   if (fd >= 0 && dropUnsent && ioctl(fd, SIOCOUTQ, &unsent) == 0 && unsent > 0) {

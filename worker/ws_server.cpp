@@ -507,7 +507,7 @@ void WsServer::sweep() {
     Conn* next = c->next;
     if (c->phase == Conn::Open && now - c->lastActive > heartbeatSeconds_) {
       closePolitely(*c, 1001, "heartbeat timeout");
-    } else if (c->phase == Conn::Closing && (c->wsi || (c->flags & Conn::Direct)) &&
+    } else if (c->phase == Conn::Closing && hasSocket(*c) &&
                now - c->lastActive >= kCloseGraceSeconds) {
       killNow(*c, true);  // §6.8: the TCP connection ends 2 s after our close frame at the latest
     } else if (c->handshake && c->phase != Conn::Opening &&

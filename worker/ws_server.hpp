@@ -185,6 +185,8 @@ class WsServer {
   void startReading(Conn& conn, int ownedFd = -1);
   // POLLOUT, then writeNow(): lws's writable callback, or the reader's poll (Direct).
   void waitWritable(Conn& conn);
+  // Can frames still be written to it: lws has it, or it is Direct (ours).
+  static bool hasSocket(const Conn& conn) { return conn.wsi || (conn.flags & Conn::Direct); }
   void stopReading(Conn& conn);
   static void onReadable(uv_poll_t* handle, int status, int events);
   static void updatePoll(WsReader& reader);

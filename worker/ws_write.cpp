@@ -142,8 +142,8 @@ void WsServer::reapDying() {
   }
 }
 
-// lws marked the socket unusable: write nothing more to it (Closing keeps deliver(), the flush
-// and the sweep away) and let lws close it from its own loop turn.
+// A write failed: write nothing more to it (Closing keeps deliver(), the flush and the sweep away)
+// and let lws close it from its own loop turn, or end a Direct connection ourselves.
 void WsServer::writeFailed(Conn& conn) {
   conn.phase = Conn::Closing;
   if (conn.flags & Conn::Direct) return killNow(conn, true);
@@ -262,7 +262,7 @@ void WsServer::deliver(Conn& conn, std::string_view data) {
 
 void WsServer::closePolitely(Conn& conn, uint16_t code, std::string_view reason) {
   if (conn.phase == Conn::Opening) conn.phase = Conn::Open;
-  if (conn.phase != Conn::Open || (!conn.wsi && !(conn.flags & Conn::Direct))) return;
+  if (conn.phase != Conn::Open || !hasSocket(conn)) return;
   conn.phase = Conn::Closing;
   enqueue(conn, OutMessage::make(ws::closePayload(code, reason), OutMessage::Close));
   conn.lastActive = monotonicSeconds();  // while Closing: when the close began (sweep())
@@ -275,9 +275,10 @@ int WsServer::onWritable(Conn& conn) {
 
 // ---- the io_uring path -----------------------------------------------------------------------
 
-// The leading data frames of a connection's queue, handed to the kernel as one sendmsg: a
-// header of ours and the shared payload per frame. Close and Pong frames still go through
-// lws_write (writeQueuedLws), once no flight is under way, so lws knows of the close.
+// The leading frames of a connection's queue, handed to the kernel as one sendmsg: a header of
+// ours and the shared payload per frame. Data frames only on a connection lws upgraded (its Close
+// and Pong frames go through lws_write once no flight is under way, so lws knows of the close);
+// every frame on a Direct one.
 struct SendFlight : UringSender::Op {
   static constexpr uint32_t kFrames = 32;         // frames per sendmsg at most
   static constexpr uint32_t kBytes = 256 * 1024;  // no frame is added past this many bytes
